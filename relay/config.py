@@ -1,0 +1,303 @@
+"""Configuration: YAML in, frozen dataclasses out. Every error names the file, the line and the key, and a fix."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relay import paths
+from relay.errors import ConfigError
+
+TRANSPORTS = ("auto", "streamable-http", "sse", "stdio")
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+RESERVED_SECTIONS = ("masking", "identities", "approvals", "collector")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    name: str
+    url: str | None = None
+    command: tuple[str, ...] = ()
+    transport: str = "auto"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+    def describe(self) -> str:
+        return self.url if self.url else shlex.join(self.command)
+
+
+@dataclass(frozen=True)
+class TranscriptConfig:
+    enabled: bool = True
+    dir: Path | None = None  # None: the XDG state default
+
+    @property
+    def directory(self) -> Path:
+        return self.dir if self.dir is not None else paths.default_transcript_dir()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    servers: Mapping[str, ServerConfig] = field(default_factory=dict)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    transcripts: TranscriptConfig = field(default_factory=TranscriptConfig)
+
+    def server(self, name: str) -> ServerConfig:
+        try:
+            return self.servers[name]
+        except KeyError:
+            where = f" in {self.path}" if self.path else " (no config file found)"
+            near = difflib.get_close_matches(name, list(self.servers), n=1)
+            hint = f"did you mean '{near[0]}'?" if near else (
+                f"known servers: {', '.join(sorted(self.servers))}" if self.servers else
+                "add it under 'servers:' or use --url / -- COMMAND")
+            raise ConfigError(f"no server named '{name}'{where}", hint=hint) from None
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+
+class _Node:
+    """A YAML value with where it stood, so errors can point at it."""
+
+    __slots__ = ("line", "value")
+
+    def __init__(self, value: Any, line: int) -> None:
+        self.value = value
+        self.line = line
+
+
+def _convert(node: yaml.Node) -> _Node:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, _Node] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in out:
+                raise _Problem(key_node.start_mark.line + 1, str(key), "appears twice in the same mapping")
+            out[str(key)] = _convert(value_node)
+        return _Node(out, line)
+    if isinstance(node, yaml.SequenceNode):
+        return _Node([_convert(n) for n in node.value], line)
+    assert isinstance(node, yaml.ScalarNode)
+    loader = yaml.SafeLoader("")
+    try:
+        return _Node(loader.construct_object(node), line)
+    finally:
+        loader.dispose()
+
+
+class _Problem(Exception):
+    def __init__(self, line: int, key: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.line, self.key, self.message, self.hint = line, key, message, hint
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Reader:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def fail(self, node: _Node, key: str, message: str, hint: str | None = None) -> ConfigError:
+        where = f"{self.path}:{node.line}" if self.path else f"line {node.line}"
+        return ConfigError(f"{where}: {key}: {message}", hint=hint)
+
+    def mapping(self, node: _Node, key: str, allowed: tuple[str, ...] | None) -> dict[str, _Node]:
+        if node.value is None:
+            return {}
+        if not isinstance(node.value, dict):
+            raise self.fail(node, key, f"expected a mapping, got {_type(node.value)}")
+        if allowed is not None:
+            for name, child in node.value.items():
+                if name not in allowed:
+                    near = difflib.get_close_matches(name, allowed, n=1, cutoff=0.5)
+                    hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(allowed)}"
+                    raise self.fail(child, f"{key}.{name}" if key else name, "unknown key", hint)
+        return node.value  # type: ignore[no-any-return]
+
+    def string(self, node: _Node, key: str) -> str:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise self.fail(node, key, f"expected a string, got {_type(value)}")
+        return self.expand(node, key, str(value))
+
+    def expand(self, node: _Node, key: str, text: str) -> str:
+        def sub(m: re.Match[str]) -> str:
+            var = m.group(1)
+            if var not in os.environ:
+                raise self.fail(node, key, f"environment variable {var} is not set", hint=f"export {var}=... or remove ${{{var}}}")
+            return os.environ[var]
+        return _ENV.sub(sub, text) if "${" in text else text
+
+    def boolean(self, node: _Node, key: str) -> bool:
+        if not isinstance(node.value, bool):
+            raise self.fail(node, key, f"expected true or false, got {_type(node.value)}")
+        return node.value
+
+    def choice(self, node: _Node, key: str, choices: tuple[str, ...]) -> str:
+        value = self.string(node, key)
+        if value not in choices:
+            near = difflib.get_close_matches(value, choices, n=1, cutoff=0.5)
+            hint = f"did you mean '{near[0]}'?" if near else f"one of: {', '.join(choices)}"
+            raise self.fail(node, key, f"'{value}' is not valid", hint)
+        return value
+
+    def str_map(self, node: _Node, key: str) -> dict[str, str]:
+        return {k: self.string(v, f"{key}.{k}") for k, v in self.mapping(node, key, None).items()}
+
+    def size(self, node: _Node, key: str) -> int:
+        value = node.value
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        if isinstance(value, str):
+            try:
+                return parse_size(value)
+            except ValueError:
+                pass
+        raise self.fail(node, key, f"expected a size such as 32MiB or 1048576, got {value!r}")
+
+
+def _type(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", type(None): "nothing", bool: "a boolean"}.get(type(value), type(value).__name__)
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(text)
+    n = int(m.group(1)) * _UNITS[(m.group(2) or "b").lower()]
+    if n <= 0:
+        raise ValueError(text)
+    return n
+
+
+_SERVER_KEYS = ("url", "command", "args", "transport", "headers", "env", "cwd", "identity", "grant")
+
+
+def _server(r: _Reader, name: str, node: _Node) -> ServerConfig:
+    key = f"servers.{name}"
+    m = r.mapping(node, key, _SERVER_KEYS)
+    if node.value is None or not m:
+        raise r.fail(node, key, "empty server entry", hint="give it a 'url:' or a 'command:'")
+    url = r.string(m["url"], f"{key}.url") if "url" in m else None
+    command: list[str] = []
+    if "command" in m:
+        c = m["command"]
+        if isinstance(c.value, list):
+            command = [r.string(item, f"{key}.command") for item in c.value]
+        else:
+            command = shlex.split(r.string(c, f"{key}.command"))
+        if not command:
+            raise r.fail(c, f"{key}.command", "empty command")
+    if "args" in m:
+        if not isinstance(m["args"].value, list):
+            raise r.fail(m["args"], f"{key}.args", "expected a list of strings")
+        if not command:
+            raise r.fail(m["args"], f"{key}.args", "'args' needs a 'command'")
+        command += [r.string(item, f"{key}.args") for item in m["args"].value]
+    if url and command:
+        raise r.fail(node, key, "has both 'url' and 'command'", hint="a server is either remote (url) or local (command)")
+    if not url and not command:
+        raise r.fail(node, key, "has neither 'url' nor 'command'")
+    transport = r.choice(m["transport"], f"{key}.transport", TRANSPORTS) if "transport" in m else ("stdio" if command else "auto")
+    if command and transport != "stdio":
+        raise r.fail(m["transport"], f"{key}.transport", f"'{transport}' needs a 'url'", hint="a 'command' server speaks stdio")
+    if url and transport == "stdio":
+        raise r.fail(m["transport"], f"{key}.transport", "'stdio' needs a 'command'")
+    if url and not url.startswith(("http://", "https://")):
+        raise r.fail(m["url"], f"{key}.url", f"'{url}' is not an http(s) URL")
+    for later in ("identity", "grant"):
+        if later in m:
+            raise r.fail(m[later], f"{key}.{later}", "is not supported by this version of relay yet")
+    return ServerConfig(
+        name=name, url=url, command=tuple(command), transport=transport,
+        headers=r.str_map(m["headers"], f"{key}.headers") if "headers" in m else {},
+        env=r.str_map(m["env"], f"{key}.env") if "env" in m else {},
+        cwd=r.string(m["cwd"], f"{key}.cwd") if "cwd" in m else None,
+    )
+
+
+_TOP_KEYS = ("servers", "relay", "transcripts", *RESERVED_SECTIONS)
+
+
+def _build(r: _Reader, root: _Node) -> Config:
+    top = r.mapping(root, "", _TOP_KEYS)
+    servers = {}
+    if "servers" in top:
+        for name, node in r.mapping(top["servers"], "servers", None).items():
+            servers[name] = _server(r, name, node)
+    max_bytes = DEFAULT_MAX_MESSAGE_BYTES
+    if "relay" in top:
+        opts = r.mapping(top["relay"], "relay", ("max_message_bytes",))
+        if "max_message_bytes" in opts:
+            max_bytes = r.size(opts["max_message_bytes"], "relay.max_message_bytes")
+    transcripts = TranscriptConfig()
+    if "transcripts" in top:
+        t = r.mapping(top["transcripts"], "transcripts", ("enabled", "dir"))
+        transcripts = TranscriptConfig(
+            enabled=r.boolean(t["enabled"], "transcripts.enabled") if "enabled" in t else True,
+            dir=Path(r.string(t["dir"], "transcripts.dir")).expanduser() if "dir" in t else None,
+        )
+    for section in RESERVED_SECTIONS:
+        if section in top and top[section].value:
+            raise r.fail(top[section], section, "is not supported by this version of relay yet",
+                         hint="leave the section empty or remove it")
+    return Config(path=r.path, servers=servers, max_message_bytes=max_bytes, transcripts=transcripts)
+
+
+def parse(text: str, path: Path | None = None) -> Config:
+    r = _Reader(path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark else 0
+        where = f"{path}:{line}" if path else f"line {line}"
+        raise ConfigError(f"{where}: not valid YAML: {exc.problem}") from None
+    if node is None:
+        return Config(path=path)
+    try:
+        return _build(r, _convert(node))
+    except _Problem as p:
+        where = f"{path}:{p.line}" if path else f"line {p.line}"
+        raise ConfigError(f"{where}: {p.key}: {p.message}", hint=p.hint) from None
+
+
+def config_path(explicit: str | None) -> tuple[Path, bool]:
+    """The config file to read and whether the user named it (a named file must exist)."""
+    if explicit:
+        return Path(explicit).expanduser(), True
+    env = os.environ.get("RELAY_CONFIG")
+    if env:
+        return Path(env).expanduser(), True
+    return paths.default_config_path(), False
+
+
+def load(explicit: str | None = None) -> Config:
+    path, named = config_path(explicit)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if named:
+            raise ConfigError(f"config file {path} does not exist") from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return parse(text, path)
+

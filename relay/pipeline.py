@@ -1,0 +1,166 @@
+"""The guard chain: an ordered list of interceptors that see every message, and request/response correlation.
+
+The pipeline knows nothing about card numbers, approvals or transcripts. It runs each message through the
+interceptors in order; each may forward it, replace it, or reject it. It fails closed: an exception in a
+guard never lets the message through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from relay.jsonrpc import GUARD_ERROR, Direction, Kind, Message, error_message
+
+log = logging.getLogger("relay.pipeline")
+
+
+class Rejected(Exception):
+    """Raised by an interceptor to stop a message; the sender (or, for a response, the receiver) is told why."""
+
+    def __init__(self, message: str, *, code: int = GUARD_ERROR, data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.data = data
+
+
+@dataclass(slots=True)
+class Context:
+    """What an interceptor knows about the message in hand."""
+
+    direction: Direction
+    # For a response or error: the request it answers, as it was forwarded.
+    request: Message | None = None
+    # Metadata guards attach for later guards (e.g. masking actions for the recorder); never clear data.
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def method(self) -> str | None:
+        return self.request.method if self.request is not None else None
+
+    @property
+    def tool(self) -> str | None:
+        """The tool name, for a tools/call request or its response."""
+        if self.request is None or self.request.method != "tools/call":
+            return None
+        name = self.request.params.get("name")
+        return name if isinstance(name, str) else None
+
+
+class Interceptor(Protocol):
+    """A guard. Return the message to forward (the same object to pass it unchanged), or raise Rejected."""
+
+    name: str
+
+    async def intercept(self, msg: Message, ctx: Context) -> Message: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What to do with a processed message: forward it onwards and/or answer the sender."""
+
+    forward: Message | None
+    reply: Message | None = None
+
+
+def _key(id_: Any) -> tuple[bool, Any]:
+    # JSON-RPC ids are strings or numbers; "1" and 1 are different requests.
+    return (isinstance(id_, str), id_)
+
+
+class Pipeline:
+    """Runs messages through the interceptors and correlates responses with their requests."""
+
+    def __init__(self, interceptors: Sequence[Interceptor]) -> None:
+        self.interceptors = tuple(interceptors)
+        self._listeners = tuple(g for g in self.interceptors if callable(getattr(g, "on_event", None)))
+        self._pending: dict[Direction, dict[tuple[bool, Any], Message]] = {
+            Direction.CLIENT_TO_SERVER: {},
+            Direction.SERVER_TO_CLIENT: {},
+        }
+
+    def pending(self, direction: Direction) -> list[Message]:
+        """Requests sent in `direction` that have not been answered yet."""
+        return list(self._pending[direction].values())
+
+    def forget(self, direction: Direction, id_: Any) -> Message | None:
+        """Drop a pending request (answered by relay itself, e.g. with an upstream error)."""
+        return self._pending[direction].pop(_key(id_), None)
+
+    async def process(self, msg: Message) -> Outcome:
+        if msg.kind is Kind.BATCH:
+            return await self._process_batch(msg)
+        return await self._process_one(msg)
+
+    async def _process_one(self, msg: Message) -> Outcome:
+        direction = msg.direction
+        ctx = Context(direction)
+        kind = msg.kind
+        if kind is Kind.RESPONSE or kind is Kind.ERROR:
+            ctx.request = self._pending[direction.reverse].pop(_key(msg.obj.get("id")), None)
+        out = msg
+        try:
+            for guard in self.interceptors:
+                out = await guard.intercept(out, ctx)
+        except Rejected as exc:
+            return self._rejected(msg, exc.code, exc.message, exc.data)
+        except Exception as exc:  # fail closed: a broken guard never lets a message through
+            name = getattr(guard, "name", type(guard).__name__)
+            log.error("guard %s failed on a %s %s: %s", name, direction.value, kind.value, exc, exc_info=exc)
+            return self._rejected(msg, GUARD_ERROR, f"relay guard '{name}' failed; message withheld", None)
+        if kind is Kind.REQUEST:
+            self._pending[direction][_key(msg.obj["id"])] = out
+        return Outcome(out)
+
+    def _rejected(self, msg: Message, code: int, text: str, data: Any) -> Outcome:
+        kind = msg.kind
+        if kind is Kind.REQUEST:
+            # The sender asked; the sender gets the error.
+            return Outcome(None, error_message(msg.obj["id"], code, text, msg.direction.reverse, data))
+        if kind is Kind.RESPONSE or kind is Kind.ERROR:
+            # The receiver is waiting for an answer; it gets an error in place of the withheld one.
+            return Outcome(error_message(msg.obj.get("id"), code, text, msg.direction, data))
+        log.warning("%s notification %s withheld: %s", msg.direction.value, msg.method, text)
+        return Outcome(None)
+
+    async def _process_batch(self, msg: Message) -> Outcome:
+        forwards: list[Message] = []
+        replies: list[Message] = []
+        changed = False
+        for item in msg.items():
+            outcome = await self._process_one(item)
+            if outcome.forward is not item:
+                changed = True
+            if outcome.forward is not None:
+                forwards.append(outcome.forward)
+            if outcome.reply is not None:
+                replies.append(outcome.reply)
+        forward: Message | None
+        if not changed:
+            forward = msg
+        elif forwards:
+            forward = Message.build([m.obj for m in forwards], msg.direction)
+        else:
+            forward = None
+        reply = Message.build([m.obj for m in replies], msg.direction.reverse) if replies else None
+        return Outcome(forward, reply)
+
+    def report(self, event: dict[str, Any]) -> None:
+        """Tell the guards that keep records (the recorder) about something relay itself did or saw."""
+        for guard in self._listeners:
+            try:
+                guard.on_event(event)  # type: ignore[attr-defined]
+            except Exception as exc:
+                log.error("guard %s could not record an event: %s", getattr(guard, "name", guard), exc)
+
+    async def aclose(self) -> None:
+        for guard in reversed(self.interceptors):
+            try:
+                await guard.aclose()
+            except Exception as exc:
+                log.error("guard %s failed to close: %s", getattr(guard, "name", guard), exc)

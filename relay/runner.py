@@ -1,0 +1,104 @@
+"""Wiring for the commands: resolve the server, build the chain, open both sides, run the session."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from relay.config import Config, ServerConfig
+from relay.errors import UsageError
+from relay.guards import ChainOptions, build_chain
+from relay.jsonrpc import Direction
+from relay.pipeline import Pipeline
+from relay.session import Session
+from relay.transcript.recorder import new_session_id
+from relay.transports import Transport
+from relay.transports.memory import MemoryTransport, memory_pair
+from relay.transports.stdio import StdioClientTransport
+from relay.transports.upstream import open_upstream
+
+log = logging.getLogger("relay.runner")
+
+
+@dataclass(frozen=True)
+class Target:
+    server: ServerConfig
+    transcript_dir: Path | None
+    max_message_bytes: int
+
+
+def resolve_server(config: Config, name: str | None, url: str | None, command: list[str],
+                   transport: str | None, headers: dict[str, str]) -> ServerConfig:
+    """The server named in the config, or an ad hoc one from --url / -- COMMAND."""
+    given = sum(bool(x) for x in (name, url, command))
+    if given == 0:
+        raise UsageError("name a server from the config, or give --url URL, or -- COMMAND ARGS...")
+    if given > 1:
+        raise UsageError("give only one of: a server name, --url, or -- COMMAND")
+    if name:
+        server = config.server(name)
+        if transport or headers:
+            server = ServerConfig(
+                name=server.name, url=server.url, command=server.command, env=server.env, cwd=server.cwd,
+                transport=transport or server.transport, headers={**server.headers, **headers},
+            )
+        return server
+    if url:
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--url needs an http:// or https:// URL, got '{url}'")
+        if transport == "stdio":
+            raise UsageError("--transport stdio needs a command, not --url")
+        return ServerConfig(name=_label(url), url=url, transport=transport or "auto", headers=headers)
+    if transport not in (None, "stdio"):
+        raise UsageError(f"--transport {transport} needs --url, not a command")
+    return ServerConfig(name=Path(command[0]).name, command=tuple(command), transport="stdio")
+
+
+def _label(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc or url
+
+
+def _chain(target: Target) -> Pipeline:
+    return build_chain(ChainOptions(
+        session_id=new_session_id(), server=target.server.name, transcript_dir=target.transcript_dir))
+
+
+async def _run_session(target: Target, client: Transport) -> None:
+    pipeline = _chain(target)
+    try:
+        async with open_upstream(target.server, limit=target.max_message_bytes) as upstream:
+            await Session(client, upstream, pipeline).run()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await pipeline.aclose()
+
+
+async def run_stdio(target: Target) -> None:
+    """`relay run`: the MCP client on our stdin/stdout."""
+    client = StdioClientTransport(target.max_message_bytes)
+    try:
+        await _run_session(target, client)
+    finally:
+        await client.aclose()
+
+
+ClientScript = Callable[[MemoryTransport], Awaitable[None]]
+
+
+async def run_scripted(target: Target, script: ClientScript) -> None:
+    """Drive a session from inside relay (`relay call`, `relay demo`): `script` plays the MCP client."""
+    relay_end, client_end = memory_pair(Direction.CLIENT_TO_SERVER)
+    async with anyio.create_task_group() as tg:
+        async def play() -> None:
+            try:
+                await script(client_end)
+            finally:
+                await client_end.aclose()  # the client is done: the session ends as on stdin EOF
+        tg.start_soon(play)
+        await _run_session(target, relay_end)

@@ -1,0 +1,120 @@
+"""A relay session: pumps messages between the client and the upstream transport through the pipeline."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+
+from relay.errors import UpstreamError
+from relay.jsonrpc import PARSE_ERROR, UPSTREAM_ERROR, Direction, Message, error_message
+from relay.pipeline import Pipeline
+from relay.transports import Fault, Transport
+
+log = logging.getLogger("relay.session")
+
+DRAIN_SECONDS = 10.0
+
+
+class Session:
+    """Runs until the client closes (returns) or the upstream fails (raises UpstreamError)."""
+
+    def __init__(self, client: Transport, upstream: Transport, pipeline: Pipeline, *,
+                 drain_seconds: float = DRAIN_SECONDS) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.pipeline = pipeline
+        self.drain_seconds = drain_seconds
+        self._failure: UpstreamError | None = None
+        self._answered = anyio.Event()
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._guarded, self._server_to_client, tg.cancel_scope)
+            await self._guarded(self._client_to_server, tg.cancel_scope)
+            if self._failure is None:
+                await self._drain()
+            tg.cancel_scope.cancel()
+        if self._failure is not None:
+            await self._fail_pending(self._failure)
+            raise self._failure
+
+    async def _guarded(self, pump: Any, scope: anyio.CancelScope) -> None:
+        try:
+            await pump()
+        except UpstreamError as exc:
+            if self._failure is None:
+                self._failure = exc
+            scope.cancel()
+
+    async def _drain(self) -> None:
+        """The client stopped sending; give answers already on their way a bounded time to arrive."""
+        with anyio.move_on_after(self.drain_seconds):
+            while self.pipeline.pending(Direction.CLIENT_TO_SERVER) and self._failure is None:
+                self._answered = anyio.Event()
+                await self._answered.wait()
+
+    async def _client_to_server(self) -> None:
+        client, upstream, pipeline = self.client, self.upstream, self.pipeline
+        while True:
+            try:
+                item = await client.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            if isinstance(item, Fault):
+                log.warning("client sent an unusable message: %s", item.reason)
+                pipeline.report({"event": "client_fault", "reason": item.reason, "code": item.code})
+                await self._to_client(error_message(None, item.code, item.reason, Direction.SERVER_TO_CLIENT))
+                continue
+            outcome = await pipeline.process(item)
+            if outcome.reply is not None:
+                await self._to_client(outcome.reply)
+            if outcome.forward is not None:
+                await upstream.send(outcome.forward)
+
+    async def _server_to_client(self) -> None:
+        client, upstream, pipeline = self.client, self.upstream, self.pipeline
+        while True:
+            try:
+                item = await upstream.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                raise UpstreamError("upstream closed the connection") from None
+            if isinstance(item, Fault):
+                await self._upstream_fault(item)
+                continue
+            outcome = await pipeline.process(item)
+            if outcome.reply is not None:
+                await upstream.send(outcome.reply)
+            if outcome.forward is not None:
+                await self._to_client(outcome.forward)
+            self._answered.set()
+
+    async def _upstream_fault(self, fault: Fault) -> None:
+        self.pipeline.report({"event": "upstream_fault", "reason": fault.reason, "code": fault.code,
+                              "ids": list(fault.request_ids)})
+        answered = False
+        for id_ in fault.request_ids:
+            if self.pipeline.forget(Direction.CLIENT_TO_SERVER, id_) is not None:
+                answered = True
+                await self._to_client(error_message(id_, fault.code, fault.reason, Direction.SERVER_TO_CLIENT))
+        if answered:
+            self._answered.set()
+        else:
+            log.warning("upstream: %s", fault.reason)
+            if fault.code == PARSE_ERROR:
+                log.warning("a message from the server could not be parsed and was dropped")
+
+    async def _to_client(self, msg: Message) -> None:
+        try:
+            await self.client.send(msg)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            log.info("client went away; a %s message was not delivered", msg.kind.value)
+
+    async def _fail_pending(self, exc: UpstreamError) -> None:
+        """Every request still waiting gets an error naming the cause."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            for request in self.pipeline.pending(Direction.CLIENT_TO_SERVER):
+                self.pipeline.forget(Direction.CLIENT_TO_SERVER, request.id)
+                self.pipeline.report({"event": "upstream_failed", "reason": str(exc), "id": request.id})
+                await self._to_client(error_message(request.id, UPSTREAM_ERROR, str(exc), Direction.SERVER_TO_CLIENT))

@@ -1,0 +1,1 @@
+"""Session transcripts: what relay writes about every relayed message."""

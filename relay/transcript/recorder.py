@@ -1,0 +1,103 @@
+"""The recorder guard: appends every relayed message to a JSON Lines session file before it is forwarded.
+
+Files are 0600 in 0700 directories. A record that cannot be written stops the message (fail closed).
+The signed-transcripts work turns these files into signed, hash-chained transcripts.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from relay import __version__
+from relay.errors import GuardError
+from relay.jsonrpc import Message, dumps
+from relay.paths import private_dir
+from relay.pipeline import Context
+
+
+def new_session_id() -> str:
+    """Sortable by start time, unique without coordination."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Recorder:
+    """Write-ahead recording of every message, in both directions."""
+
+    name = "recorder"
+
+    def __init__(self, directory: Path, session_id: str, server: str) -> None:
+        private_dir(directory)
+        self.path = directory / f"{session_id}.jsonl"
+        self.session_id = session_id
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+        try:
+            self._fd: int | None = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            raise GuardError(f"cannot create transcript {self.path}: {exc.strerror}") from None
+        self._seq = 0
+        self._write({
+            "type": "session", "session": session_id, "relay": __version__, "server": server,
+            "host": platform.node(), "user": _user(), "pid": os.getpid(),
+        })
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._fd is None:
+            raise GuardError("transcript is closed")
+        self._seq += 1
+        line = dumps({"seq": self._seq, "ts": _now(), **record}).encode("utf-8") + b"\n"
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            raise GuardError(f"cannot write transcript {self.path}: {exc.strerror}") from None
+
+    async def intercept(self, msg: Message, ctx: Context) -> Message:
+        obj = msg.obj
+        record: dict[str, Any] = {"type": "message", "dir": msg.direction.short, "kind": msg.kind.value}
+        if isinstance(obj, dict):
+            if "id" in obj:
+                record["id"] = obj["id"]
+            method = obj.get("method") or ctx.method
+            if method:
+                record["method"] = method
+            tool = ctx.tool if ctx.request is not None else (msg.params.get("name") if method == "tools/call" else None)
+            if tool:
+                record["tool"] = tool
+        if ctx.notes:
+            record["notes"] = ctx.notes
+        record["message"] = msg.raw.decode("utf-8")
+        self._write(record)
+        return msg
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Relay's own decisions (errors it answered with, faults it saw) belong in the transcript too."""
+        self._write({"type": "event", **event})
+
+    async def aclose(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self._write({"type": "end"})
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

@@ -1,0 +1,338 @@
+"""Streamable HTTP towards an MCP server (revisions 2025-03-26 onwards).
+
+Each client message is POSTed; answers come back as JSON or as an SSE stream per request. The optional
+GET stream carries server-initiated messages. This layer keeps the session id and negotiated protocol
+version, resumes broken streams with Last-Event-ID, and re-initialises transparently when the server
+forgets the session (404).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+
+from relay.errors import UpstreamError
+from relay.jsonrpc import UPSTREAM_ERROR, Direction, Kind, Message, ParseFailure, request_ids
+from relay.transports import Fault
+from relay.transports.http import (
+    PROTOCOL_HEADER,
+    SESSION_HEADER,
+    BodyTooLarge,
+    read_bounded,
+    status_error,
+    status_fault,
+    too_large_fault,
+    unreachable,
+)
+from relay.transports.sse_codec import SSEDecoder
+
+log = logging.getLogger("relay.http")
+
+ACCEPT_BOTH = "application/json, text/event-stream"
+MAX_RESUMES = 5
+_NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+class FallBack(Exception):
+    """The server rejected the first POST in a way that means it only speaks the legacy SSE transport."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class StreamableHttpTransport:
+    def __init__(self, client: httpx.AsyncClient, url: str, tg: TaskGroup, limit: int) -> None:
+        self._client = client
+        self._url = url
+        self._tg = tg
+        self._limit = limit
+        self._send_in, self._incoming = anyio.create_memory_object_stream[Message | Fault | UpstreamError](math.inf)
+        self.session_id: str | None = None
+        self.protocol_version: str | None = None
+        self._init_request: dict[str, Any] | None = None
+        self._init_id: Any = None
+        self._reinit_lock = anyio.Lock()
+        self._reinit_count = 0
+        self._get_stream_started = False
+        self._closed = False
+
+    # -- the Transport interface -------------------------------------------------------------------
+
+    async def send(self, msg: Message) -> None:
+        if msg.kind is Kind.REQUEST and msg.method == "initialize":
+            self._init_request = msg.obj
+            self._init_id = msg.obj.get("id")
+        if request_ids(msg):
+            # Requests are answered on their own response, possibly much later: one task each.
+            self._tg.start_soon(self._exchange_task, msg)
+            return
+        await self._exchange(msg)
+        if msg.method == "notifications/initialized":
+            self._start_get_stream()
+
+    async def receive(self) -> Message | Fault:
+        item = await self._incoming.receive()
+        if isinstance(item, UpstreamError):
+            raise item
+        return item
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.session_id is not None:
+            with anyio.move_on_after(2, shield=True):
+                try:
+                    await self._client.delete(self._url, headers=self._headers(None))
+                except httpx.HTTPError as exc:
+                    log.debug("DELETE of the upstream session failed: %s", exc)
+
+    # -- first contact (auto-detection) ------------------------------------------------------------
+
+    async def probe(self, msg: Message) -> None:
+        """Send the first message in the foreground; raise FallBack if the server wants legacy SSE."""
+        self._init_request = msg.obj if msg.method == "initialize" else None
+        self._init_id = msg.obj.get("id") if self._init_request else None
+        await self._exchange(msg, probing=True)
+
+    # -- exchanges ---------------------------------------------------------------------------------
+
+    def _headers(self, msg: Message | None) -> dict[str, str]:
+        headers = {"accept": ACCEPT_BOTH}
+        if self.session_id is not None:
+            headers[SESSION_HEADER] = self.session_id
+        if self.protocol_version is not None:
+            headers[PROTOCOL_HEADER] = self.protocol_version
+        if msg is not None:
+            headers["content-type"] = "application/json"
+            method = msg.method
+            if method is not None and method.isascii():
+                # 2026-07-28 (SEP-2243) mirrors these for intermediaries; older servers ignore them.
+                headers["mcp-method"] = method
+                key = _NAME_PARAM.get(method)
+                if key is not None:
+                    name = msg.params.get(key)
+                    if isinstance(name, str) and name.isascii() and name.isprintable():
+                        headers["mcp-name"] = name
+        return headers
+
+    async def _exchange_task(self, msg: Message) -> None:
+        try:
+            await self._exchange(msg)
+        except UpstreamError as exc:
+            await self._send_in.send(exc)
+
+    async def _exchange(self, msg: Message, *, probing: bool = False, retried: bool = False) -> None:
+        ids = tuple(request_ids(msg))
+        stale = self.session_id
+        request = self._client.build_request("POST", self._url, content=msg.raw, headers=self._headers(msg))
+        try:
+            resp = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise unreachable(self._url, exc) from exc
+        try:
+            status = resp.status_code
+            if probing and status in (400, 404, 405):
+                raise FallBack(status)
+            if status == 404 and stale is not None and not retried:
+                await resp.aclose()
+                await self._reinitialize(stale)
+                await self._exchange(msg, retried=True)
+                return
+            fatal = status_error(self._url, resp)
+            if fatal is not None:
+                raise fatal
+            if status >= 400 or (ids and status == 202):
+                if ids:
+                    await self._send_in.send(status_fault(self._url, resp, ids))
+                elif status >= 400:
+                    log.warning("upstream answered HTTP %s to a %s", status, msg.method or "response")
+                return
+            sid = resp.headers.get(SESSION_HEADER)
+            if sid is not None and msg.method == "initialize":
+                self.session_id = sid
+            if not ids:
+                return
+            ctype = resp.headers.get("content-type", "")
+            if ctype.startswith("text/event-stream"):
+                await self._read_stream(resp, set(ids))
+            elif ctype.startswith("application/json"):
+                await self._read_json(resp, ids)
+            else:
+                await self._send_in.send(
+                    Fault(f"upstream answered with unexpected content type {ctype!r}", UPSTREAM_ERROR, ids)
+                )
+        except httpx.HTTPError as exc:
+            raise unreachable(self._url, exc) from exc
+        finally:
+            await resp.aclose()
+
+    async def _read_json(self, resp: httpx.Response, ids: tuple[Any, ...]) -> None:
+        try:
+            body = await read_bounded(resp, self._limit)
+        except BodyTooLarge:
+            await self._send_in.send(too_large_fault(self._limit, ids))
+            return
+        await self._deliver(body, ids)
+
+    async def _deliver(self, raw: bytes, ids: tuple[Any, ...] = ()) -> None:
+        try:
+            msg = Message.parse(raw, Direction.SERVER_TO_CLIENT)
+        except ParseFailure as exc:
+            await self._send_in.send(Fault(f"upstream sent {exc.reason}", exc.code, ids))
+            return
+        if self._init_id is not None and msg.kind is Kind.RESPONSE and msg.obj.get("id") == self._init_id:
+            self._note_version(msg.obj)
+        await self._send_in.send(msg)
+
+    def _note_version(self, obj: dict[str, Any]) -> None:
+        result = obj.get("result")
+        version = result.get("protocolVersion") if isinstance(result, dict) else None
+        if isinstance(version, str) and version.isascii():
+            self.protocol_version = version
+
+    async def _read_stream(self, resp: httpx.Response, outstanding: set[Any]) -> None:
+        """Read a POST's event stream until every request in it is answered, resuming if it breaks."""
+        decoder = SSEDecoder(self._limit)
+        resumes = 0
+        while True:
+            try:
+                async for chunk in resp.aiter_raw():
+                    for event in decoder.feed(chunk):
+                        await self._on_event(event.event, event.data, event.oversize, outstanding)
+                    if not outstanding:
+                        return
+            except httpx.HTTPError as exc:
+                log.info("upstream response stream broke: %s", exc)
+            if not outstanding:
+                return
+            await resp.aclose()
+            if decoder.last_event_id is None or resumes >= MAX_RESUMES:
+                await self._send_in.send(Fault(
+                    "upstream closed the response stream before answering", UPSTREAM_ERROR, tuple(outstanding)))
+                return
+            resumes += 1
+            await anyio.sleep((decoder.retry_ms or 0) / 1000)
+            resp = await self._resume(decoder.last_event_id)
+            if resp is None:
+                await self._send_in.send(Fault(
+                    "upstream response stream broke and could not be resumed", UPSTREAM_ERROR, tuple(outstanding)))
+                return
+
+    async def _on_event(self, event: str, data: bytes, oversize: bool, outstanding: set[Any]) -> None:
+        if event != "message":
+            return
+        if oversize:
+            # We cannot know which request it answered; the ones still waiting are told.
+            await self._send_in.send(too_large_fault(self._limit, tuple(outstanding)))
+            outstanding.clear()
+            return
+        try:
+            msg = Message.parse(data, Direction.SERVER_TO_CLIENT)
+        except ParseFailure as exc:
+            await self._send_in.send(Fault(f"upstream sent {exc.reason}", exc.code))
+            return
+        for item in msg.obj if msg.kind is Kind.BATCH else (msg.obj,):
+            if isinstance(item, dict) and "method" not in item:
+                outstanding.discard(item.get("id"))
+                if self._init_id is not None and item.get("id") == self._init_id:
+                    self._note_version(item)
+        await self._send_in.send(msg)
+
+    async def _resume(self, last_event_id: str) -> httpx.Response | None:
+        headers = self._headers(None)
+        headers["accept"] = "text/event-stream"
+        headers["last-event-id"] = last_event_id
+        try:
+            resp = await self._client.send(self._client.build_request("GET", self._url, headers=headers), stream=True)
+        except httpx.HTTPError as exc:
+            log.info("resuming the upstream stream failed: %s", exc)
+            return None
+        if resp.status_code != 200:
+            await resp.aclose()
+            return None
+        return resp
+
+    # -- session upkeep ----------------------------------------------------------------------------
+
+    async def _reinitialize(self, stale: str) -> None:
+        """The server forgot our session (restart, expiry): replay the client's initialize, transparently."""
+        async with self._reinit_lock:
+            if self.session_id != stale:
+                return  # another request already did it
+            if self._init_request is None:
+                raise UpstreamError(f"upstream {self._url} lost the session before it was initialised")
+            self._reinit_count += 1
+            log.warning("upstream session expired (HTTP 404); re-initialising (%d)", self._reinit_count)
+            self.session_id = None
+            replay = {**self._init_request, "id": f"relay-reinit-{self._reinit_count}"}
+            try:
+                resp = await self._client.post(self._url, json=replay, headers=self._headers(None))
+                sid = resp.headers.get(SESSION_HEADER)
+                if resp.status_code != 200:
+                    raise UpstreamError(
+                        f"upstream {self._url} lost the session and refused to start a new one (HTTP {resp.status_code})")
+                self.session_id = sid
+                body = resp.content
+                if resp.headers.get("content-type", "").startswith("text/event-stream"):
+                    decoder = SSEDecoder(self._limit)
+                    body = next((e.data for e in decoder.feed(body + b"\n\n") if e.event == "message"), b"")
+                try:
+                    reply = Message.parse(body, Direction.SERVER_TO_CLIENT)
+                except ParseFailure as exc:
+                    raise UpstreamError(f"upstream {self._url} answered the re-initialisation with {exc.reason}") from None
+                if reply.kind is not Kind.RESPONSE:
+                    raise UpstreamError(f"upstream {self._url} refused the re-initialisation: {reply.obj.get('error')}")
+                self._note_version(reply.obj)
+                note = Message.build({"jsonrpc": "2.0", "method": "notifications/initialized"}, Direction.CLIENT_TO_SERVER)
+                await self._client.post(self._url, content=note.raw, headers=self._headers(note))
+            except httpx.HTTPError as exc:
+                raise unreachable(self._url, exc) from exc
+            if self._get_stream_started:
+                self._get_stream_started = False
+                self._start_get_stream()
+
+    def _start_get_stream(self) -> None:
+        if self._get_stream_started or self.session_id is None:
+            return
+        self._get_stream_started = True
+        self._tg.start_soon(self._get_stream, self.session_id)
+
+    async def _get_stream(self, session_id: str) -> None:
+        """The optional stream of server-initiated messages; absent (405) is fine."""
+        decoder = SSEDecoder(self._limit)
+        failures = 0
+        while not self._closed and self.session_id == session_id:
+            headers = self._headers(None)
+            headers["accept"] = "text/event-stream"
+            if decoder.last_event_id is not None:
+                headers["last-event-id"] = decoder.last_event_id
+            try:
+                request = self._client.build_request("GET", self._url, headers=headers)
+                resp = await self._client.send(request, stream=True)
+                try:
+                    if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith("text/event-stream"):
+                        log.debug("upstream offers no GET stream (HTTP %s)", resp.status_code)
+                        return
+                    failures = 0
+                    async for chunk in resp.aiter_raw():
+                        for event in decoder.feed(chunk):
+                            if event.oversize:
+                                log.warning("dropped a server message over the size limit")
+                            elif event.event == "message":
+                                await self._deliver(event.data)
+                finally:
+                    await resp.aclose()
+            except httpx.HTTPError as exc:
+                failures += 1
+                log.info("upstream GET stream broke: %s", exc)
+                if failures > MAX_RESUMES:
+                    return
+            await anyio.sleep((decoder.retry_ms if decoder.retry_ms is not None else 1000) / 1000)
