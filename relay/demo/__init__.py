@@ -1,0 +1,1 @@
+"""Embedded sample "payments" MCP server (fake data, published test cards) used by `relay demo`."""
