@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -54,35 +54,38 @@ def coerce(value: str, schema: Any) -> Any:
         return value
 
 
-@dataclass
-class ToolCall:
-    """The scripted client: initialize, (tools/list to type --arg values), tools/call."""
+class ScriptedClient:
+    """Relay playing an MCP client over an in-memory transport (for `relay call` and `relay demo`)."""
 
-    spec: CallSpec
-    result: dict[str, Any] | None = None
-    error: CallFailed | None = None
-    _next_id: int = field(default=0, repr=False)
+    def __init__(self, transport: MemoryTransport, name: str) -> None:
+        self.transport = transport
+        self.name = name
+        self._next_id = 0
 
-    async def script(self, client: MemoryTransport) -> None:
-        try:
-            await self._script(client)
-        except CallFailed as exc:
-            self.error = exc
+    async def initialize(self) -> Any:
+        result = await self.request("initialize", {
+            "protocolVersion": CLIENT_PROTOCOL_VERSION, "capabilities": {},
+            "clientInfo": {"name": self.name, "version": __version__},
+        })
+        await self.transport.send(Message.build({"jsonrpc": "2.0", "method": "notifications/initialized"},
+                                                Direction.CLIENT_TO_SERVER))
+        return result
 
-    async def _request(self, client: MemoryTransport, method: str, params: dict[str, Any]) -> Any:
+    async def request(self, method: str, params: dict[str, Any]) -> Any:
+        """Send a request and wait for its answer; server requests meanwhile get a polite refusal."""
         self._next_id += 1
         id_ = self._next_id
-        await client.send(Message.build({"jsonrpc": "2.0", "id": id_, "method": method, "params": params},
-                                        Direction.CLIENT_TO_SERVER))
+        await self.transport.send(Message.build({"jsonrpc": "2.0", "id": id_, "method": method, "params": params},
+                                                Direction.CLIENT_TO_SERVER))
         while True:
             try:
-                msg = await client.receive()
+                msg = await self.transport.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 raise CallFailed(f"the session ended before {method} was answered") from None
             if not isinstance(msg, Message):
                 continue
             if msg.kind is Kind.REQUEST:
-                await client.send(_answer_server_request(msg))
+                await self.transport.send(_answer_server_request(msg))
                 continue
             if msg.kind in (Kind.RESPONSE, Kind.ERROR) and msg.obj.get("id") == id_:
                 if msg.kind is Kind.ERROR:
@@ -90,35 +93,43 @@ class ToolCall:
                     raise CallFailed(f"{method} failed: {err.get('message', 'error')} (code {err.get('code')})")
                 return msg.obj.get("result")
 
-    async def _script(self, client: MemoryTransport) -> None:
-        await self._request(client, "initialize", {
-            "protocolVersion": CLIENT_PROTOCOL_VERSION, "capabilities": {},
-            "clientInfo": {"name": "relay-call", "version": __version__},
-        })
-        await client.send(Message.build({"jsonrpc": "2.0", "method": "notifications/initialized"},
-                                        Direction.CLIENT_TO_SERVER))
-        arguments = dict(self.spec.arguments)
-        if self.spec.untyped:
-            schema = await self._input_schema(client)
-            props = schema.get("properties", {}) if isinstance(schema, dict) else {}
-            for key, value in self.spec.untyped.items():
-                arguments[key] = coerce(value, props.get(key))
-        result = await self._request(client, "tools/call", {"name": self.spec.tool, "arguments": arguments})
-        if not isinstance(result, dict):
-            raise CallFailed("tools/call returned no result object")
-        self.result = result
-
-    async def _input_schema(self, client: MemoryTransport) -> Any:
+    async def input_schema(self, tool: str) -> Any:
         cursor: Any = None
         for _ in range(100):
-            page = await self._request(client, "tools/list", {"cursor": cursor} if cursor else {})
-            for tool in (page or {}).get("tools", []):
-                if isinstance(tool, dict) and tool.get("name") == self.spec.tool:
-                    return tool.get("inputSchema")
+            page = await self.request("tools/list", {"cursor": cursor} if cursor else {})
+            for entry in (page or {}).get("tools", []):
+                if isinstance(entry, dict) and entry.get("name") == tool:
+                    return entry.get("inputSchema")
             cursor = (page or {}).get("nextCursor")
             if not cursor:
                 break
-        raise CallFailed(f"the server has no tool named '{self.spec.tool}'")
+        raise CallFailed(f"the server has no tool named '{tool}'")
+
+
+@dataclass
+class ToolCall:
+    """The script of `relay call`: initialize, (tools/list to type --arg values), tools/call."""
+
+    spec: CallSpec
+    result: dict[str, Any] | None = None
+    error: CallFailed | None = None
+
+    async def script(self, transport: MemoryTransport) -> None:
+        try:
+            client = ScriptedClient(transport, "relay-call")
+            await client.initialize()
+            arguments = dict(self.spec.arguments)
+            if self.spec.untyped:
+                schema = await client.input_schema(self.spec.tool)
+                props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+                for key, value in self.spec.untyped.items():
+                    arguments[key] = coerce(value, props.get(key))
+            result = await client.request("tools/call", {"name": self.spec.tool, "arguments": arguments})
+            if not isinstance(result, dict):
+                raise CallFailed("tools/call returned no result object")
+            self.result = result
+        except CallFailed as exc:
+            self.error = exc
 
 
 def _answer_server_request(msg: Message) -> Message:

@@ -1,0 +1,61 @@
+"""`relay demo`: a scripted agent session through relay against the embedded payments server."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.panel import Panel
+
+from relay import paths
+from relay.call import ScriptedClient
+from relay.config import DEFAULT_MAX_MESSAGE_BYTES, ServerConfig
+from relay.console import console
+from relay.runner import Target, run_scripted
+from relay.transports.memory import MemoryTransport
+
+STEPS: list[tuple[str, str, dict[str, Any]]] = [
+    ("The agent looks up an order", "lookup_order", {"order_id": "ord_1001"}),
+    ("The agent reads a customer record", "get_customer", {"customer_id": "cus_002"}),
+    ("The agent lists recent orders", "list_orders", {"limit": 3}),
+]
+
+
+def _text(result: Any) -> str:
+    parts = [c.get("text", "") for c in (result or {}).get("content", []) if isinstance(c, dict) and c.get("type") == "text"]
+    return "\n".join(parts[:1]) or json.dumps(result)[:2000]
+
+
+async def run_demo(transcript_dir: Path | None) -> None:
+    directory = transcript_dir or paths.state_home() / "demo-transcripts"
+    server = ServerConfig(name="demo-payments", command=(sys.executable, "-m", "relay.demo.server", "--quiet"),
+                          transport="stdio")
+    target = Target(server=server, transcript_dir=directory, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES)
+    out = console()
+    out.rule("[bold]relay demo[/]: an agent talks to a payments MCP server through relay")
+
+    async def script(transport: MemoryTransport) -> None:
+        client = ScriptedClient(transport, "relay-demo-agent")
+        init = await client.initialize()
+        info = init.get("serverInfo", {}) if isinstance(init, dict) else {}
+        out.print(f"Connected to [bold]{escape(str(info.get('name')))}[/] "
+                  f"(protocol {escape(str(init.get('protocolVersion')))}) through relay's guard chain.")
+        tools = await client.request("tools/list", {})
+        out.print("Tools offered: " + ", ".join(t["name"] for t in tools.get("tools", [])))
+        for title, tool, args in STEPS:
+            result = await client.request("tools/call", {"name": tool, "arguments": args})
+            out.print(Panel(escape(_text(result)), title=f"{title}: {tool} {json.dumps(args)}",
+                            subtitle="what the agent saw", title_align="left"))
+
+    await run_scripted(target, script)
+    transcripts = sorted(directory.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
+    if transcripts:
+        latest = transcripts[-1]
+        records = sum(1 for _ in latest.open("rb"))
+        out.print(f"Transcript: [bold]{escape(str(latest))}[/] ({records} records, mode 0600): "
+                  "every message, both directions, written before it was forwarded.")
+    out.print("[yellow]Card masking, signed transcripts and approvals are not in this version yet: "
+              "the card numbers above reached the agent in clear.[/]")
