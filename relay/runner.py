@@ -18,6 +18,7 @@ from relay.session import Session
 from relay.transcript.recorder import new_session_id
 from relay.transports import Transport
 from relay.transports.memory import MemoryTransport, memory_pair
+from relay.transports.listen import ListenApp, ListenOptions
 from relay.transports.stdio import StdioClientTransport
 from relay.transports.upstream import open_upstream
 
@@ -102,3 +103,29 @@ async def run_scripted(target: Target, script: ClientScript) -> None:
                 await client_end.aclose()  # the client is done: the session ends as on stdin EOF
         tg.start_soon(play)
         await _run_session(target, relay_end)
+
+
+async def serve_listen(target: Target, options: ListenOptions) -> None:
+    """`relay run --listen`: serve local clients over Streamable HTTP (and legacy SSE), one relay session each."""
+    import uvicorn
+
+    from relay.console import console
+
+    async with anyio.create_task_group() as tg:
+        app = ListenApp(options, target.max_message_bytes, lambda s: _run_session(target, s), tg)
+        config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
+                                lifespan="off", ws="none", http="h11", server_header=False)
+        server = uvicorn.Server(config)
+
+        async def announce() -> None:
+            while not server.started:
+                await anyio.sleep(0.01)
+            host = f"[{options.host}]" if ":" in options.host else options.host
+            console().print(f"relay: listening on http://{host}:{options.port}/mcp (legacy SSE at /sse) "
+                            f"for {target.server.describe()}", markup=False, highlight=False)
+
+        tg.start_soon(announce)
+        await server.serve()
+        if not server.started:
+            raise UsageError(f"cannot listen on {options.host}:{options.port} (in use, or not allowed)")
+        tg.cancel_scope.cancel()

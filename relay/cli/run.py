@@ -82,10 +82,11 @@ def run(
     try:
         target = _target(server, url, transport, header, transcript_dir, max_message_bytes)
         if listen is not None:
-            from relay.transports.listen import ListenOptions, serve
+            from relay.runner import serve_listen
+            from relay.transports.listen import ListenOptions
 
             options = ListenOptions.parse(listen, allow_origin or [], listen_token_env)
-            run_async(lambda: serve(target, options))
+            run_async(lambda: serve_listen(target, options))
             return
     except RelayError as err:
         raise fail(err) from None
