@@ -91,7 +91,7 @@ class Message:
             raise ParseFailure(f"message is not valid UTF-8 (byte {exc.start})") from None
         try:
             obj = _loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the decoder goes
             raise ParseFailure(f"invalid JSON: {exc}") from None
         return cls(raw, obj, classify(obj), direction)
 

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 
 from relay.errors import UpstreamError
-from relay.jsonrpc import PARSE_ERROR, UPSTREAM_ERROR, Direction, Message, error_message
+from relay.jsonrpc import UPSTREAM_ERROR, Direction, Message, error_message
 from relay.pipeline import Pipeline
 from relay.transports import Fault, Transport
 
@@ -65,7 +65,9 @@ class Session:
             if isinstance(item, Fault):
                 log.warning("client sent an unusable message: %s", item.reason)
                 pipeline.report({"event": "client_fault", "reason": item.reason, "code": item.code})
-                await self._to_client(error_message(None, item.code, item.reason, Direction.SERVER_TO_CLIENT))
+                # An oversize request still gets an answer with its own id, so the client does not hang.
+                id_ = item.request_ids[0] if item.request_ids else None
+                await self._to_client(error_message(id_, item.code, item.reason, Direction.SERVER_TO_CLIENT))
                 continue
             outcome = await pipeline.process(item)
             if outcome.reply is not None:
@@ -100,10 +102,13 @@ class Session:
                 await self._to_client(error_message(id_, fault.code, fault.reason, Direction.SERVER_TO_CLIENT))
         if answered:
             self._answered.set()
-        else:
-            log.warning("upstream: %s", fault.reason)
-            if fault.code == PARSE_ERROR:
-                log.warning("a message from the server could not be parsed and was dropped")
+            return
+        log.warning("upstream: %s", fault.reason)
+        # Nobody to answer: tell the client through MCP's own logging channel what was dropped and why.
+        note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {
+            "level": "error", "logger": "relay",
+            "data": f"relay dropped a message from the server: {fault.reason} (code {fault.code})"}}
+        await self._to_client(Message.build(note, Direction.SERVER_TO_CLIENT))
 
     async def _to_client(self, msg: Message) -> None:
         try:

@@ -30,13 +30,15 @@ from relay.transports.http import (
     too_large_fault,
     unreachable,
 )
+from relay.transports.mcp_headers import HeaderMirror, request_version
 from relay.transports.sse_codec import SSEDecoder
 
 log = logging.getLogger("relay.http")
 
 ACCEPT_BOTH = "application/json, text/event-stream"
 MAX_RESUMES = 5
-_NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+# Errors only a 2026-07-28 server sends; on a probe they mean "modern server", not "legacy SSE server".
+MODERN_ERRORS = frozenset({-32020, -32021, -32022})
 
 
 class FallBack(Exception):
@@ -62,13 +64,26 @@ class StreamableHttpTransport:
         self._reinit_count = 0
         self._get_stream_started = False
         self._closed = False
+        self._mirror = HeaderMirror()
+        self._tools_list_ids: set[Any] = set()
+        # 2026-07-28 has no cancellation notification over HTTP: closing the request's stream cancels it.
+        self._modern_exchanges: dict[Any, anyio.CancelScope] = {}
 
     # -- the Transport interface -------------------------------------------------------------------
 
     async def send(self, msg: Message) -> None:
-        if msg.kind is Kind.REQUEST and msg.method == "initialize":
-            self._init_request = msg.obj
-            self._init_id = msg.obj.get("id")
+        method = msg.method
+        if msg.kind is Kind.REQUEST:
+            if method == "initialize":
+                self._init_request = msg.obj
+                self._init_id = msg.obj.get("id")
+            elif method == "tools/list":
+                self._tools_list_ids.add(msg.obj.get("id"))
+        elif method == "notifications/cancelled":
+            scope = self._modern_exchanges.get(msg.params.get("requestId"))
+            if scope is not None:
+                scope.cancel()
+                return
         if request_ids(msg):
             # Requests are answered on their own response, possibly much later: one task each.
             self._tg.start_soon(self._exchange_task, msg)
@@ -108,24 +123,33 @@ class StreamableHttpTransport:
         headers = {"accept": ACCEPT_BOTH}
         if self.session_id is not None:
             headers[SESSION_HEADER] = self.session_id
-        if self.protocol_version is not None:
-            headers[PROTOCOL_HEADER] = self.protocol_version
+        version = self.protocol_version
         if msg is not None:
             headers["content-type"] = "application/json"
             method = msg.method
-            if method is not None and method.isascii():
-                # 2026-07-28 (SEP-2243) mirrors these for intermediaries; older servers ignore them.
-                headers["mcp-method"] = method
-                key = _NAME_PARAM.get(method)
-                if key is not None:
-                    name = msg.params.get(key)
-                    if isinstance(name, str) and name.isascii() and name.isprintable():
-                        headers["mcp-name"] = name
+            if method is not None:
+                params = msg.params
+                # A 2026-07-28 request names its version itself; the header must agree with it.
+                version = request_version(params) or version
+                # Mirrored for intermediaries (SEP-2243); servers before 2026-07-28 ignore them.
+                headers.update(self._mirror.headers(method, params))
+        if version is not None:
+            headers[PROTOCOL_HEADER] = version
         return headers
 
     async def _exchange_task(self, msg: Message) -> None:
+        modern = msg.kind is Kind.REQUEST and request_version(msg.params) is not None
         try:
-            await self._exchange(msg)
+            if modern:
+                id_ = msg.obj.get("id")
+                with anyio.CancelScope() as scope:
+                    self._modern_exchanges[id_] = scope
+                    try:
+                        await self._exchange(msg)
+                    finally:
+                        self._modern_exchanges.pop(id_, None)
+            else:
+                await self._exchange(msg)
         except UpstreamError as exc:
             await self._send_in.send(exc)
 
@@ -139,8 +163,6 @@ class StreamableHttpTransport:
             raise unreachable(self._url, exc) from exc
         try:
             status = resp.status_code
-            if probing and status in (400, 404, 405):
-                raise FallBack(status)
             if status == 404 and stale is not None and not retried:
                 await resp.aclose()
                 await self._reinitialize(stale)
@@ -149,6 +171,13 @@ class StreamableHttpTransport:
             fatal = status_error(self._url, resp)
             if fatal is not None:
                 raise fatal
+            if status >= 400:
+                error = await self._error_body(resp, ids)
+                if probing and status in (400, 404, 405) and not _is_modern_error(error, status):
+                    raise FallBack(status)
+                if error is not None:
+                    await self._deliver_message(error)
+                    return
             if status >= 400 or (ids and status == 202):
                 if ids:
                     await self._send_in.send(status_fault(self._url, resp, ids))
@@ -182,14 +211,37 @@ class StreamableHttpTransport:
             return
         await self._deliver(body, ids)
 
+    async def _error_body(self, resp: httpx.Response, ids: tuple[Any, ...]) -> Message | None:
+        """A JSON-RPC error in an HTTP error response, re-addressed to the request it answers."""
+        if not resp.headers.get("content-type", "").startswith("application/json"):
+            return None
+        try:
+            msg = Message.parse(await read_bounded(resp, 64 * 1024), Direction.SERVER_TO_CLIENT)
+        except (BodyTooLarge, ParseFailure):
+            return None
+        if msg.kind is not Kind.ERROR:
+            return None
+        if msg.obj.get("id") is None and len(ids) == 1:
+            return msg.replace({**msg.obj, "id": ids[0]})
+        return msg if msg.obj.get("id") in ids else None
+
     async def _deliver(self, raw: bytes, ids: tuple[Any, ...] = ()) -> None:
         try:
             msg = Message.parse(raw, Direction.SERVER_TO_CLIENT)
         except ParseFailure as exc:
             await self._send_in.send(Fault(f"upstream sent {exc.reason}", exc.code, ids))
             return
-        if self._init_id is not None and msg.kind is Kind.RESPONSE and msg.obj.get("id") == self._init_id:
-            self._note_version(msg.obj)
+        await self._deliver_message(msg)
+
+    async def _deliver_message(self, msg: Message) -> None:
+        for item in msg.obj if msg.kind is Kind.BATCH else (msg.obj,):
+            if isinstance(item, dict) and "result" in item:
+                id_ = item.get("id")
+                if self._init_id is not None and id_ == self._init_id:
+                    self._note_version(item)
+                if id_ in self._tools_list_ids:
+                    self._tools_list_ids.discard(id_)
+                    self._mirror.learn_tools(item.get("result"))
         await self._send_in.send(msg)
 
     def _note_version(self, obj: dict[str, Any]) -> None:
@@ -242,9 +294,7 @@ class StreamableHttpTransport:
         for item in msg.obj if msg.kind is Kind.BATCH else (msg.obj,):
             if isinstance(item, dict) and "method" not in item:
                 outstanding.discard(item.get("id"))
-                if self._init_id is not None and item.get("id") == self._init_id:
-                    self._note_version(item)
-        await self._send_in.send(msg)
+        await self._deliver_message(msg)
 
     async def _resume(self, last_event_id: str) -> httpx.Response | None:
         headers = self._headers(None)
@@ -336,3 +386,10 @@ class StreamableHttpTransport:
                 if failures > MAX_RESUMES:
                     return
             await anyio.sleep((decoder.retry_ms if decoder.retry_ms is not None else 1000) / 1000)
+
+
+def _is_modern_error(error: Message | None, status: int) -> bool:
+    if error is None:
+        return False
+    code = (error.obj.get("error") or {}).get("code")
+    return code in MODERN_ERRORS or (status == 404 and code == -32601)
