@@ -70,25 +70,29 @@ class Config:
 class _Node:
     """A YAML value with where it stood, so errors can point at it."""
 
-    __slots__ = ("line", "value")
+    __slots__ = ("key_lines", "line", "value")
 
-    def __init__(self, value: Any, line: int) -> None:
+    def __init__(self, value: Any, line: int, key_lines: dict[str, int] | None = None) -> None:
         self.value = value
         self.line = line
+        self.key_lines = key_lines or {}  # for a mapping: where each key stands
 
 
-def _convert(node: yaml.Node) -> _Node:
+def _convert(node: yaml.Node, path: str = "") -> _Node:
     line = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[str, _Node] = {}
+        key_lines: dict[str, int] = {}
         for key_node, value_node in node.value:
-            key = key_node.value
+            key = str(key_node.value)
+            dotted = f"{path}.{key}" if path else key
             if key in out:
-                raise _Problem(key_node.start_mark.line + 1, str(key), "appears twice in the same mapping")
-            out[str(key)] = _convert(value_node)
-        return _Node(out, line)
+                raise _Problem(key_node.start_mark.line + 1, dotted, "appears twice in the same mapping")
+            out[key] = _convert(value_node, dotted)
+            key_lines[key] = key_node.start_mark.line + 1
+        return _Node(out, line, key_lines)
     if isinstance(node, yaml.SequenceNode):
-        return _Node([_convert(n) for n in node.value], line)
+        return _Node([_convert(n, f"{path}[{i}]") for i, n in enumerate(node.value)], line)
     assert isinstance(node, yaml.ScalarNode)
     loader = yaml.SafeLoader("")
     try:
@@ -112,7 +116,7 @@ class _Reader:
 
     def fail(self, node: _Node, key: str, message: str, hint: str | None = None) -> ConfigError:
         where = f"{self.path}:{node.line}" if self.path else f"line {node.line}"
-        return ConfigError(f"{where}: {key}: {message}", hint=hint)
+        return ConfigError(f"{where}: {key}: {message}" if key else f"{where}: {message}", hint=hint)
 
     def mapping(self, node: _Node, key: str, allowed: tuple[str, ...] | None) -> dict[str, _Node]:
         if node.value is None:
@@ -124,7 +128,8 @@ class _Reader:
                 if name not in allowed:
                     near = difflib.get_close_matches(name, allowed, n=1, cutoff=0.5)
                     hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(allowed)}"
-                    raise self.fail(child, f"{key}.{name}" if key else name, "unknown key", hint)
+                    at = _Node(None, node.key_lines.get(name, child.line))
+                    raise self.fail(at, f"{key}.{name}" if key else name, "unknown key", hint)
         return node.value  # type: ignore[no-any-return]
 
     def string(self, node: _Node, key: str) -> str:
