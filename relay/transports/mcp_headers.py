@@ -70,6 +70,9 @@ class HeaderMirror:
                 else:
                     self._params.pop(tool["name"], None)
 
+    def params_of(self, tool: str) -> dict[str, tuple[str, ...]]:
+        return self._params.get(tool, {})
+
     def headers(self, method: str, params: dict[str, Any]) -> dict[str, str]:
         out = {"mcp-method": header_value(method)}
         key = _NAME_PARAM.get(method)
@@ -95,3 +98,71 @@ def request_version(params: dict[str, Any]) -> str | None:
     meta = params.get("_meta")
     version = meta.get(VERSION_META) if isinstance(meta, dict) else None
     return version if isinstance(version, str) and version.isascii() else None
+
+
+HEADER_MISMATCH = -32020
+_OWS = " \t"
+
+
+def decode_header_value(value: str) -> str | None:
+    """The value a mirrored header stands for (sentinel decoded, surrounding whitespace dropped); None if invalid."""
+    value = value.strip(_OWS)
+    if value.startswith("=?base64?") and value.endswith("?=") and len(value) >= 11:
+        payload = value[9:-2]
+        try:
+            return base64.b64decode(payload, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return value
+
+
+def _same(header: str, body_value: Any) -> bool:
+    decoded = decode_header_value(header)
+    if decoded is None:
+        return False
+    if isinstance(body_value, bool):
+        return decoded == ("true" if body_value else "false")
+    if isinstance(body_value, int):
+        try:
+            return int(decoded) == body_value
+        except ValueError:
+            return False
+    return decoded == body_value
+
+
+def mismatch(headers: dict[str, str], method: str, params: dict[str, Any], mirror: HeaderMirror) -> str | None:
+    """Why the mirrored headers of a 2026-07-28 request disagree with its body, or None when they agree.
+
+    `headers` has lower-case names. Relay checks what it can before forwarding, as the spec asks of any
+    party that reads the body: it rebuilds the headers for the upstream from the body afterwards.
+    """
+    declared = request_version(params)
+    if declared is not None and headers.get("mcp-protocol-version", "").strip(_OWS) != declared:
+        return "MCP-Protocol-Version header does not match _meta protocolVersion"
+    got = headers.get("mcp-method")
+    if got is None:
+        return "missing Mcp-Method header"
+    if not _same(got, method):
+        return "Mcp-Method header does not match the body's method"
+    key = _NAME_PARAM.get(method)
+    if key is not None and isinstance(params.get(key), str):
+        got = headers.get("mcp-name")
+        if got is None:
+            return "missing Mcp-Name header"
+        if not _same(got, params[key]):
+            return f"Mcp-Name header does not match the body's {key}"
+    if method == "tools/call":
+        name = params.get("name")
+        args = params.get("arguments")
+        for header, path in mirror.params_of(name if isinstance(name, str) else "").items():
+            value: Any = args
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is None:
+                continue
+            got = headers.get(f"mcp-param-{header.lower()}")
+            if got is None:
+                return f"missing Mcp-Param-{header} header"
+            if not _same(got, value):
+                return f"Mcp-Param-{header} header does not match the argument"
+    return None

@@ -83,9 +83,10 @@ class SSEDecoder:
         self._data, self._event, self._size, self._oversize = [], "", 0, False
         if oversize:
             return Event(event, b"", self.last_event_id, oversize=True)
-        if not data:
-            return None
-        return Event(event, data[0] if len(data) == 1 else b"\n".join(data), self.last_event_id)
+        payload = data[0] if len(data) == 1 else b"\n".join(data)
+        if not payload:
+            return None  # e.g. a priming event (an id and empty data): nothing to dispatch
+        return Event(event, payload, self.last_event_id)
 
 
 def encode_event(data: bytes, *, event: str | None = None, id: str | None = None) -> bytes:

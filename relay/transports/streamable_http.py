@@ -84,6 +84,8 @@ class StreamableHttpTransport:
             if scope is not None:
                 scope.cancel()
                 return
+            if self.session_id is None and self.protocol_version is None:
+                return  # no handshake: 2026-07-28, which has no cancellation notification over HTTP
         if request_ids(msg):
             # Requests are answered on their own response, possibly much later: one task each.
             self._tg.start_soon(self._exchange_task, msg)
