@@ -78,8 +78,11 @@ class _Node:
         self.key_lines = key_lines or {}  # for a mapping: where each key stands
 
 
-def _convert(node: yaml.Node, path: str = "") -> _Node:
+def _convert(node: yaml.Node, path: str = "", active: frozenset[int] = frozenset()) -> _Node:
     line = node.start_mark.line + 1
+    if id(node) in active:
+        raise _Problem(line, path or "(top)", "refers to itself through an alias")
+    active = active | {id(node)}
     if isinstance(node, yaml.MappingNode):
         out: dict[str, _Node] = {}
         key_lines: dict[str, int] = {}
@@ -88,15 +91,18 @@ def _convert(node: yaml.Node, path: str = "") -> _Node:
             dotted = f"{path}.{key}" if path else key
             if key in out:
                 raise _Problem(key_node.start_mark.line + 1, dotted, "appears twice in the same mapping")
-            out[key] = _convert(value_node, dotted)
+            out[key] = _convert(value_node, dotted, active)
             key_lines[key] = key_node.start_mark.line + 1
         return _Node(out, line, key_lines)
     if isinstance(node, yaml.SequenceNode):
-        return _Node([_convert(n, f"{path}[{i}]") for i, n in enumerate(node.value)], line)
+        return _Node([_convert(n, f"{path}[{i}]", active) for i, n in enumerate(node.value)], line)
     assert isinstance(node, yaml.ScalarNode)
     loader = yaml.SafeLoader("")
     try:
         return _Node(loader.construct_object(node), line)
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise _Problem(line, path or "(top)", f"cannot read this value ({problem})") from None
     finally:
         loader.dispose()
 
@@ -130,7 +136,8 @@ class _Reader:
                     hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(allowed)}"
                     at = _Node(None, node.key_lines.get(name, child.line))
                     raise self.fail(at, f"{key}.{name}" if key else name, "unknown key", hint)
-        return node.value  # type: ignore[no-any-return]
+        mapping: dict[str, _Node] = node.value
+        return mapping
 
     def string(self, node: _Node, key: str) -> str:
         value = node.value
@@ -275,6 +282,8 @@ def parse(text: str, path: Path | None = None) -> Config:
         line = mark.line + 1 if mark else 0
         where = f"{path}:{line}" if path else f"line {line}"
         raise ConfigError(f"{where}: not valid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:  # e.g. a control character (ReaderError), which has no mark
+        raise ConfigError(f"{path or 'config'}: not valid YAML: {exc}") from None
     if node is None:
         return Config(path=path)
     try:

@@ -23,7 +23,14 @@ GUARD_ERROR = -32002
 REJECTED = -32003
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-_loads = json.JSONDecoder().decode
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; accepting them would make messages relay cannot re-serialise.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_loads = json.JSONDecoder(parse_constant=_no_constant).decode
 
 
 class Direction(enum.Enum):
@@ -58,6 +65,11 @@ class ParseFailure(ValueError):
 
 def classify(obj: Any) -> Kind:
     if isinstance(obj, dict):
+        if "id" in obj:
+            id_ = obj["id"]
+            # JSON-RPC ids are strings, numbers or null; a boolean is not a number here.
+            if isinstance(id_, bool) or not (id_ is None or isinstance(id_, (str, int, float))):
+                raise ParseFailure("not a JSON-RPC message: id must be a string, number or null", INVALID_REQUEST)
         if "method" in obj:
             return Kind.REQUEST if "id" in obj else Kind.NOTIFICATION
         if "error" in obj:
@@ -69,6 +81,8 @@ def classify(obj: Any) -> Kind:
         if not obj:
             raise ParseFailure("empty batch", INVALID_REQUEST)
         for item in obj:
+            if not isinstance(item, dict):
+                raise ParseFailure("a batch holds JSON-RPC message objects only", INVALID_REQUEST)
             classify(item)
         return Kind.BATCH
     raise ParseFailure("not a JSON-RPC message: expected an object or array", INVALID_REQUEST)

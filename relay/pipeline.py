@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from relay.jsonrpc import GUARD_ERROR, Direction, Kind, Message, error_message
+from relay.jsonrpc import GUARD_ERROR, INVALID_REQUEST, Direction, Kind, Message, error_message
 
 log = logging.getLogger("relay.pipeline")
 
@@ -132,7 +132,14 @@ class Pipeline:
         forwards: list[Message] = []
         replies: list[Message] = []
         changed = False
-        for item in msg.items():
+        try:
+            items = msg.items()
+        except (ValueError, RecursionError):
+            # Nested deeper than relay can re-serialise: refuse it whole, never pass it unchecked.
+            refusal = error_message(None, INVALID_REQUEST, "batch too deeply nested", msg.direction.reverse)
+            return Outcome(None, refusal if msg.direction is Direction.CLIENT_TO_SERVER else None)
+        item: Message
+        for item in items:
             outcome = await self._process_one(item)
             if outcome.forward is not item:
                 changed = True

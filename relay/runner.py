@@ -17,8 +17,8 @@ from relay.pipeline import Pipeline
 from relay.session import Session
 from relay.transcript.recorder import new_session_id
 from relay.transports import Transport
-from relay.transports.memory import MemoryTransport, memory_pair
 from relay.transports.listen import ListenApp, ListenOptions
+from relay.transports.memory import MemoryTransport, memory_pair
 from relay.transports.stdio import StdioClientTransport
 from relay.transports.upstream import open_upstream
 
@@ -118,7 +118,7 @@ async def serve_listen(target: Target, options: ListenOptions) -> None:
         server = uvicorn.Server(config)
 
         async def announce() -> None:
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
                 await anyio.sleep(0.01)
             host = f"[{options.host}]" if ":" in options.host else options.host
             console().print(f"relay: listening on http://{host}:{options.port}/mcp (legacy SSE at /sse) "

@@ -65,8 +65,10 @@ class Session:
             if isinstance(item, Fault):
                 log.warning("client sent an unusable message: %s", item.reason)
                 pipeline.report({"event": "client_fault", "reason": item.reason, "code": item.code})
-                # An oversize request still gets an answer with its own id, so the client does not hang.
-                id_ = item.request_ids[0] if item.request_ids else None
+                # An oversize request still gets an answer with its own id, so the client does not hang;
+                # a candidate id that is already in flight cannot be this request's.
+                pending = {r.id for r in pipeline.pending(Direction.CLIENT_TO_SERVER)}
+                id_ = next((i for i in item.request_ids if i not in pending), None)
                 await self._to_client(error_message(id_, item.code, item.reason, Direction.SERVER_TO_CLIENT))
                 continue
             outcome = await pipeline.process(item)
@@ -76,7 +78,7 @@ class Session:
                 await upstream.send(outcome.forward)
 
     async def _server_to_client(self) -> None:
-        client, upstream, pipeline = self.client, self.upstream, self.pipeline
+        upstream, pipeline = self.upstream, self.pipeline
         while True:
             try:
                 item = await upstream.receive()

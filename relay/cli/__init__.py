@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from relay import __version__
-from relay.console import LEVELS, setup_logging
 from relay.cli import state
+from relay.console import LEVELS, setup_logging
 
 app = typer.Typer(
     name="relay",

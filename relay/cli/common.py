@@ -31,7 +31,7 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
         return anyio.run(fn)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    except BaseException as exc:  # noqa: BLE001 - we re-raise what is not ours
+    except BaseException as exc:
         inner = _unwrap(exc)
         if isinstance(inner, RelayError):
             console.error(str(inner))

@@ -32,7 +32,7 @@ def check(
 @config_app.command("path")
 def show_path() -> None:
     """Print which config file relay reads (stderr)."""
-    chosen, named = config_mod.config_path(state.config_path)
+    chosen, _ = config_mod.config_path(state.config_path)
     note = "" if chosen.exists() else " (does not exist)"
     console().print(f"{chosen}{note}", highlight=False, markup=False)
 

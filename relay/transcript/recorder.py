@@ -6,6 +6,7 @@ The signed-transcripts work turns these files into signed, hash-chained transcri
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import platform
@@ -37,14 +38,14 @@ class Recorder:
     name = "recorder"
 
     def __init__(self, directory: Path, session_id: str, server: str) -> None:
-        private_dir(directory)
         self.path = directory / f"{session_id}.jsonl"
         self.session_id = session_id
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
         try:
+            private_dir(directory)
             self._fd: int | None = os.open(self.path, flags, 0o600)
         except OSError as exc:
-            raise GuardError(f"cannot create transcript {self.path}: {exc.strerror}") from None
+            raise GuardError(f"cannot create transcript {self.path}: {exc.strerror or exc}") from None
         self._seq = 0
         self._write({
             "type": "session", "session": session_id, "relay": __version__, "server": server,
@@ -52,16 +53,25 @@ class Recorder:
         })
 
     def _write(self, record: dict[str, Any]) -> None:
-        if self._fd is None:
+        fd = self._fd
+        if fd is None:
             raise GuardError("transcript is closed")
-        self._seq += 1
-        line = dumps({"seq": self._seq, "ts": _now(), **record}).encode("utf-8") + b"\n"
+        seq = self._seq + 1
+        line = dumps({"seq": seq, "ts": _now(), **record}).encode("utf-8") + b"\n"
+        written = 0
         try:
             view = memoryview(line)
             while view:
-                view = view[os.write(self._fd, view):]
+                n = os.write(fd, view)
+                written += n
+                view = view[n:]
         except OSError as exc:
-            raise GuardError(f"cannot write transcript {self.path}: {exc.strerror}") from None
+            if written:
+                # Never leave a torn line for the next record to be glued onto.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_END) - written)
+            raise GuardError(f"cannot write transcript {self.path}: {exc.strerror or exc}") from None
+        self._seq = seq  # only a record that reached the file takes a number
 
     async def intercept(self, msg: Message, ctx: Context) -> Message:
         obj = msg.obj
@@ -73,7 +83,7 @@ class Recorder:
             if method:
                 record["method"] = method
             tool = ctx.tool if ctx.request is not None else (msg.params.get("name") if method == "tools/call" else None)
-            if tool:
+            if isinstance(tool, str):
                 record["tool"] = tool
         if ctx.notes:
             record["notes"] = ctx.notes

@@ -14,25 +14,51 @@ from relay.transports import Fault
 
 CHUNK = 256 * 1024
 _HEAD, _TAIL = 4096, 512
-_ID = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.){0,200}")')
+_TAIL_ID = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.){0,200}")\s*}\s*$')
+
+
+def _top_level_id(head: bytes) -> bytes | None:
+    """The value of an "id" member of the outermost object, scanning the first bytes of a message."""
+    depth, i, n = 0, 0, len(head)
+    while i < n:
+        c = head[i]
+        if c == 0x22:  # a string: skip it whole, noting whether it is a member name "id" at depth 1
+            j = i + 1
+            while j < n and head[j] != 0x22:
+                j += 2 if head[j] == 0x5C else 1
+            if depth == 1 and head[i:j + 1] == b'"id"':
+                m = re.match(rb'\s*:\s*(-?\d+|"(?:[^"\\]|\\.){0,200}")', head[j + 1:])
+                if m:
+                    return m.group(1)
+            i = j + 1
+            continue
+        if c in b"{[":
+            depth += 1
+        elif c in b"}]":
+            depth -= 1
+        i += 1
+    return None
 
 
 def guess_ids(head: bytes, tail: bytes) -> tuple[Any, ...]:
-    """Candidate ids of a message too large to parse, from its first and last bytes.
+    """Candidate ids of a message too large to parse: an "id" member of the outermost object, found at
+    the start of the message or as its very last member.
 
-    Only a hint: the session uses a candidate only if it names a request that is really pending, so that
-    the requester gets an error instead of waiting forever.
+    Only a hint: the session uses a candidate only where it makes sense (a pending request for an
+    answer from the server, a request not already pending for one from the client), so that the
+    requester gets an error instead of waiting forever.
     """
     found: list[Any] = []
-    for blob, pick in ((head, 0), (tail, -1)):
-        matches = _ID.findall(blob)
-        if matches:
-            try:
-                value = json.loads(matches[pick])
-            except ValueError:
-                continue
-            if value not in found:
-                found.append(value)
+    tail_match = _TAIL_ID.search(tail)
+    for raw in (_top_level_id(head), tail_match.group(1) if tail_match else None):
+        if raw is None:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            continue
+        if value not in found:
+            found.append(value)
     return tuple(found)
 
 

@@ -23,7 +23,17 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from relay.errors import UsageError
-from relay.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, Direction, Kind, Message, ParseFailure, dumps, error_obj, request_ids
+from relay.jsonrpc import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    Direction,
+    Kind,
+    Message,
+    ParseFailure,
+    dumps,
+    error_obj,
+    request_ids,
+)
 from relay.transports import Fault
 from relay.transports.mcp_headers import HEADER_MISMATCH, HeaderMirror, mismatch, request_version
 from relay.transports.sse_codec import encode_event
@@ -176,7 +186,7 @@ class ListenSession:
         obj["id"] = internal
         params = obj.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
-        if isinstance(meta, dict) and "progressToken" in meta:
+        if isinstance(params, dict) and isinstance(meta, dict) and "progressToken" in meta:
             token = f"{internal}-progress"
             self._token_aliases[_key(token)] = meta["progressToken"]
             obj["params"] = {**params, "_meta": {**meta, "progressToken": token}}
@@ -495,8 +505,9 @@ class ListenApp:
         # answers are SSE streams, as the SDK servers send them, so clients see no difference through relay.
         if stateless and msg.kind in (Kind.RESPONSE, Kind.ERROR) and len(until) == 1:
             status = 200
-            if stateless and msg.kind is Kind.ERROR:
-                status = _ERROR_STATUS.get((msg.obj.get("error") or {}).get("code"), 200)
+            if msg.kind is Kind.ERROR:
+                code = (msg.obj.get("error") or {}).get("code")
+                status = _ERROR_STATUS.get(code, 200) if isinstance(code, int) else 200
             await send({"type": "http.response.start", "status": status,
                         "headers": _h({"content-type": "application/json", **headers})})
             await send({"type": "http.response.body", "body": msg.raw})

@@ -127,7 +127,7 @@ def _same(header: str, body_value: Any) -> bool:
             return int(decoded) == body_value
         except ValueError:
             return False
-    return decoded == body_value
+    return bool(decoded == body_value)
 
 
 def mismatch(headers: dict[str, str], method: str, params: dict[str, Any], mirror: HeaderMirror) -> str | None:

@@ -18,39 +18,55 @@ class Event:
 
 
 class SSEDecoder:
-    """Feed it bytes as they arrive; it returns the complete events. Keeps at most `limit` bytes of data."""
+    """Feed it bytes as they arrive; it returns the complete events. Keeps at most `limit` bytes of data.
+
+    The events it returns do not depend on how the stream was cut into chunks.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.last_event_id: str | None = None
         self.retry_ms: int | None = None
         self._buf = b""
+        self._skipping = False  # inside an over-long line: discard up to its end
+        self._after_cr = False  # the last chunk ended with CR: an LF starting the next one belongs to it
         self._event = ""
         self._data: list[bytes] = []
         self._size = 0
         self._oversize = False
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if not chunk:
+            return []
+        if self._after_cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        self._after_cr = chunk[-1:] == b"\r"
+        if self._skipping:
+            end = _line_end(chunk)
+            if end < 0:
+                return []
+            self._skipping = False
+            if chunk[end:end + 2] == b"\r\n":
+                end += 1
+            chunk = chunk[end + 1:]
         buf = self._buf + chunk if self._buf else chunk
         if b"\r" in buf:
-            # Hold back a trailing CR: its LF may be in the next chunk.
-            hold = buf.endswith(b"\r")
-            if hold:
-                buf = buf[:-1]
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if hold:
-                buf += b"\r"
         lines = buf.split(b"\n")
-        self._buf = lines.pop()
-        if len(self._buf) > self.limit:
-            # A single line beyond the limit: drop it, remember the event is spoiled.
-            self._buf = b""
-            self._oversize = True
+        rest = lines.pop()
         events: list[Event] = []
         for line in lines:
             ev = self._line(line)
             if ev is not None:
                 events.append(ev)
+        if len(rest) > self.limit + 8:
+            # One unfinished line already beyond the limit: drop it; only an over-long data line spoils its event.
+            if rest.startswith(b"data"):
+                self._oversize = True
+                self._data.clear()
+            rest = b""
+            self._skipping = True
+        self._buf = rest
         return events
 
     def _line(self, line: bytes) -> Event | None:
@@ -102,3 +118,11 @@ def encode_event(data: bytes, *, event: str | None = None, id: str | None = None
         parts.append(b"data: " + data + b"\n")
     parts.append(b"\n")
     return b"".join(parts)
+
+
+def _line_end(data: bytes) -> int:
+    """Index of the first line terminator (LF or CR) in `data`, or -1."""
+    lf, cr = data.find(b"\n"), data.find(b"\r")
+    if lf < 0:
+        return cr
+    return lf if cr < 0 else min(lf, cr)

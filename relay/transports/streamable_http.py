@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -274,11 +273,12 @@ class StreamableHttpTransport:
                 return
             resumes += 1
             await anyio.sleep((decoder.retry_ms or 0) / 1000)
-            resp = await self._resume(decoder.last_event_id)
-            if resp is None:
+            resumed = await self._resume(decoder.last_event_id)
+            if resumed is None:
                 await self._send_in.send(Fault(
                     "upstream response stream broke and could not be resumed", UPSTREAM_ERROR, tuple(outstanding)))
                 return
+            resp = resumed
 
     async def _on_event(self, event: str, data: bytes, oversize: bool, outstanding: set[Any]) -> None:
         if event != "message":

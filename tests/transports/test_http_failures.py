@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.support.http_stub import http_stub, jsonrpc_ok, simple_mcp
+from tests.support.http_stub import http_stub, simple_mcp
 from tests.support.processes import RELAY, RawClient, free_port, relay_env, sdk_server, stop
 
 

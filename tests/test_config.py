@@ -1,0 +1,453 @@
+"""relay.config: YAML to frozen dataclasses, and errors that name file:line and the key and suggest a fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from relay import config
+from relay.config import DEFAULT_MAX_MESSAGE_BYTES, Config, ServerConfig, parse, parse_size
+from relay.errors import ConfigError
+
+FULL = """\
+# every option relay knows today
+servers:
+  payments:
+    url: https://mcp.example.com/mcp
+    transport: streamable-http
+    headers:
+      Authorization: Bearer ${PAY_TOKEN}
+      X-Team: ops
+  legacy:
+    url: http://127.0.0.1:8080/sse
+    transport: sse
+  local:
+    command: python -m demo.server --port 0
+    args: [--verbose, "two words"]
+    env:
+      LOG_LEVEL: debug
+    cwd: /srv/demo
+  listed:
+    command: [node, "dist/index.js"]
+relay:
+  max_message_bytes: 1MiB
+transcripts:
+  enabled: false
+  dir: /var/log/relay
+masking:
+approvals: {}
+"""
+
+
+@pytest.fixture
+def cfg_path(tmp_path: Path) -> Path:
+    return tmp_path / "config.yaml"
+
+
+def fails(text: str, path: Path | None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse(text, path)
+    return info.value
+
+
+# -- a valid file -----------------------------------------------------------------------------------------
+
+
+def test_full_config(monkeypatch: pytest.MonkeyPatch, cfg_path: Path) -> None:
+    monkeypatch.setenv("PAY_TOKEN", "tok-123")
+    c = parse(FULL, cfg_path)
+    assert c.path == cfg_path
+    assert list(c.servers) == ["payments", "legacy", "local", "listed"]
+    assert c.servers["payments"] == ServerConfig(
+        name="payments", url="https://mcp.example.com/mcp", transport="streamable-http",
+        headers={"Authorization": "Bearer tok-123", "X-Team": "ops"})
+    assert c.servers["legacy"].transport == "sse"
+    local = c.servers["local"]
+    assert local.url is None
+    assert local.command == ("python", "-m", "demo.server", "--port", "0", "--verbose", "two words")
+    assert local.transport == "stdio"
+    assert local.env == {"LOG_LEVEL": "debug"}
+    assert local.cwd == "/srv/demo"
+    assert c.servers["listed"].command == ("node", "dist/index.js")
+    assert c.max_message_bytes == 1024 * 1024
+    assert c.transcripts.enabled is False
+    assert c.transcripts.directory == Path("/var/log/relay")
+
+
+def test_defaults(cfg_path: Path) -> None:
+    c = parse("servers:\n  a:\n    url: http://localhost:1/mcp\n", cfg_path)
+    assert c.servers["a"].transport == "auto"
+    assert c.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES
+    assert c.transcripts.enabled is True
+    assert c.transcripts.dir is None
+
+
+@pytest.mark.parametrize("text", ["", "# nothing\n", "---\n", "servers:\n"])
+def test_empty_files_give_the_default_config(text: str, cfg_path: Path) -> None:
+    c = parse(text, cfg_path)
+    assert c.servers == {}
+    assert c.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES
+
+
+def test_config_is_frozen(cfg_path: Path) -> None:
+    c = parse("servers:\n  a:\n    url: http://x\n", cfg_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.max_message_bytes = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.servers["a"].url = "http://y"  # type: ignore[misc]
+
+
+def test_describe(cfg_path: Path) -> None:
+    c = parse(FULL.replace("${PAY_TOKEN}", "x"), cfg_path)
+    assert c.servers["payments"].describe() == "https://mcp.example.com/mcp"
+    assert c.servers["local"].describe() == "python -m demo.server --port 0 --verbose 'two words'"
+
+
+def test_transcript_dir_expands_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cfg_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    c = parse("transcripts:\n  dir: ~/t\n", cfg_path)
+    assert c.transcripts.directory == tmp_path / "t"
+
+
+def test_default_transcript_dir_follows_xdg_state_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert Config().transcripts.directory == tmp_path / "relay" / "transcripts"
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("1MiB", 1024**2), ("1 MiB", 1024**2), ("1mib", 1024**2), ("32MiB", 32 * 1024**2), ("2KB", 2000),
+    ("3KiB", 3072), ("1GB", 10**9), ("1GiB", 1024**3), ("512", 512), ("512B", 512), ("7MB", 7 * 10**6),
+])
+def test_parse_size(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "0", "0MiB", "-1", "1.5MiB", "1TiB", "MiB", "1 M"])
+def test_parse_size_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+@pytest.mark.parametrize(("value", "size"), [("1048576", 1048576), ("'64KiB'", 65536), ("2MB", 2_000_000)])
+def test_max_message_bytes(value: str, size: int, cfg_path: Path) -> None:
+    assert parse(f"relay:\n  max_message_bytes: {value}\n", cfg_path).max_message_bytes == size
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "true", "1.5", "lots", "[1]"])
+def test_bad_max_message_bytes(value: str, cfg_path: Path) -> None:
+    err = fails(f"relay:\n  max_message_bytes: {value}\n", cfg_path)
+    assert str(err).startswith(f"{cfg_path}:2: relay.max_message_bytes: expected a size")
+
+
+# -- environment variables --------------------------------------------------------------------------------
+
+
+def test_env_expansion_everywhere_a_string_goes(monkeypatch: pytest.MonkeyPatch, cfg_path: Path) -> None:
+    monkeypatch.setenv("HOST", "mcp.example.com")
+    monkeypatch.setenv("BIN", "/opt/srv")
+    monkeypatch.setenv("EMPTY", "")
+    c = parse("servers:\n"
+              "  r:\n    url: https://${HOST}/mcp\n    headers: {X-Key: 'a${EMPTY}b'}\n"
+              "  l:\n    command: ${BIN}/run\n    args: ['--host=${HOST}']\n    env: {H: $HOST}\n", cfg_path)
+    assert c.servers["r"].url == "https://mcp.example.com/mcp"
+    assert c.servers["r"].headers == {"X-Key": "ab"}
+    assert c.servers["l"].command == ("/opt/srv/run", "--host=mcp.example.com")
+    assert c.servers["l"].env == {"H": "$HOST"}  # only ${NAME} is expanded
+
+
+def test_unset_env_variable_names_file_line_key_and_variable(monkeypatch: pytest.MonkeyPatch, cfg_path: Path) -> None:
+    monkeypatch.delenv("RELAY_TEST_UNSET_TOKEN", raising=False)
+    err = fails("servers:\n  pay:\n    url: https://x\n    headers:\n"
+                "      Authorization: Bearer ${RELAY_TEST_UNSET_TOKEN}\n", cfg_path)
+    assert str(err).startswith(f"{cfg_path}:5: servers.pay.headers.Authorization: "
+                               "environment variable RELAY_TEST_UNSET_TOKEN is not set")
+    assert err.hint is not None
+    assert "RELAY_TEST_UNSET_TOKEN" in err.hint
+    assert err.exit_code == 2
+
+
+# -- mistakes ---------------------------------------------------------------------------------------------
+
+
+def test_unknown_server_key_suggests_the_nearest(cfg_path: Path) -> None:
+    err = fails("servers:\n  a:\n    url: http://x\n    hedaers: {}\n", cfg_path)
+    assert err.message == f"{cfg_path}:4: servers.a.hedaers: unknown key"
+    assert err.hint == "did you mean 'headers'?"
+
+
+def test_unknown_key_without_a_near_match_lists_the_valid_ones(cfg_path: Path) -> None:
+    err = fails("relay:\n  zzz: 1\n", cfg_path)
+    assert err.message == f"{cfg_path}:2: relay.zzz: unknown key"
+    assert err.hint == "valid keys: max_message_bytes"
+
+
+def test_unknown_top_level_key(cfg_path: Path) -> None:
+    err = fails("sever: {}\n", cfg_path)
+    assert err.message == f"{cfg_path}:1: sever: unknown key"
+    assert err.hint == "did you mean 'servers'?"
+
+
+def test_unknown_key_points_at_the_key_not_its_value(cfg_path: Path) -> None:
+    # The misspelt key is on line 2; its block value starts on line 3.
+    err = fails("# comment\nsevers:\n  a:\n    url: http://x\n", cfg_path)
+    assert err.message.startswith(f"{cfg_path}:2: severs: unknown key")
+
+
+def test_unknown_transcripts_key(cfg_path: Path) -> None:
+    err = fails("transcripts:\n  directory: /tmp\n", cfg_path)
+    assert err.message == f"{cfg_path}:2: transcripts.directory: unknown key"
+    assert err.hint == "did you mean 'dir'?"
+
+
+def test_bad_transport_suggests_the_nearest(cfg_path: Path) -> None:
+    err = fails("servers:\n  a:\n    url: http://x\n    transport: streamable_http\n", cfg_path)
+    assert err.message == f"{cfg_path}:4: servers.a.transport: 'streamable_http' is not valid"
+    assert err.hint == "did you mean 'streamable-http'?"
+
+
+def test_bad_transport_without_a_near_match_lists_the_choices(cfg_path: Path) -> None:
+    err = fails("servers:\n  a:\n    url: http://x\n    transport: carrier-pigeon\n", cfg_path)
+    assert err.message.startswith(f"{cfg_path}:4: servers.a.transport:")
+    assert err.hint == "one of: auto, streamable-http, sse, stdio"
+
+
+@pytest.mark.parametrize(("body", "line", "message"), [
+    ("    command: srv\n    transport: sse\n", 4, "servers.a.transport: 'sse' needs a 'url'"),
+    ("    url: http://x\n    transport: stdio\n", 4, "servers.a.transport: 'stdio' needs a 'command'"),
+])
+def test_transport_that_does_not_fit_the_server(body: str, line: int, message: str, cfg_path: Path) -> None:
+    err = fails("servers:\n  a:\n" + body, cfg_path)
+    assert err.message == f"{cfg_path}:{line}: {message}"
+
+
+def test_url_and_command(cfg_path: Path) -> None:
+    err = fails("servers:\n  both:\n    url: http://x\n    command: srv\n", cfg_path)
+    assert err.message == f"{cfg_path}:3: servers.both: has both 'url' and 'command'"
+    assert err.hint is not None
+
+
+def test_neither_url_nor_command(cfg_path: Path) -> None:
+    err = fails("servers:\n  none:\n    headers: {A: b}\n", cfg_path)
+    assert err.message == f"{cfg_path}:3: servers.none: has neither 'url' nor 'command'"
+
+
+@pytest.mark.parametrize("body", ["  a:\n", "  a: {}\n"])
+def test_empty_server_entry(body: str, cfg_path: Path) -> None:
+    err = fails("servers:\n" + body, cfg_path)
+    assert err.message.startswith(f"{cfg_path}:2: servers.a: empty server entry")
+    assert err.hint == "give it a 'url:' or a 'command:'"
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "localhost:8080/mcp", "ws://x/mcp"])
+def test_url_must_be_http(url: str, cfg_path: Path) -> None:
+    err = fails(f"servers:\n  a:\n    transport: auto\n    url: {url}\n", cfg_path)
+    assert err.message == f"{cfg_path}:4: servers.a.url: '{url}' is not an http(s) URL"
+
+
+def test_args_need_a_command_and_a_list(cfg_path: Path) -> None:
+    assert fails("servers:\n  a:\n    url: http://x\n    args: [a]\n", cfg_path).message == \
+        f"{cfg_path}:4: servers.a.args: 'args' needs a 'command'"
+    assert fails("servers:\n  a:\n    command: s\n    args: --x\n", cfg_path).message == \
+        f"{cfg_path}:4: servers.a.args: expected a list of strings"
+
+
+def test_empty_command(cfg_path: Path) -> None:
+    assert fails("servers:\n  a:\n    command: ''\n", cfg_path).message == \
+        f"{cfg_path}:3: servers.a.command: empty command"
+
+
+@pytest.mark.parametrize("key", ["identity", "grant"])
+def test_later_server_keys_are_refused(key: str, cfg_path: Path) -> None:
+    err = fails(f"servers:\n  a:\n    url: http://x\n    {key}: y\n", cfg_path)
+    assert err.message == f"{cfg_path}:4: servers.a.{key}: is not supported by this version of relay yet"
+
+
+def test_duplicate_keys_name_the_line_of_the_second(cfg_path: Path) -> None:
+    err = fails("servers:\n  a:\n    url: http://x\n    url: http://y\n", cfg_path)
+    assert err.message.startswith(f"{cfg_path}:4:")
+    assert "appears twice" in err.message
+
+
+def test_duplicate_keys_name_the_dotted_key(cfg_path: Path) -> None:
+    err = fails("servers:\n  a:\n    url: http://x\n    url: http://y\n", cfg_path)
+    assert err.message == f"{cfg_path}:4: servers.a.url: appears twice in the same mapping"
+
+
+def test_duplicate_server_names(cfg_path: Path) -> None:
+    err = fails("servers:\n  a:\n    url: http://x\n  a:\n    url: http://y\n", cfg_path)
+    assert err.message == f"{cfg_path}:4: servers.a: appears twice in the same mapping"
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("servers:\n  a: [\n", 3),
+    ("servers:\n\turl: x\n", 2),
+    ("a: 1\n---\nb: 2\n", 2),
+    ("servers: {a: b\n", 2),
+])
+def test_invalid_yaml(text: str, line: int, cfg_path: Path) -> None:
+    err = fails(text, cfg_path)
+    assert err.message.startswith(f"{cfg_path}:{line}: not valid YAML: ")
+
+
+def test_yaml_with_a_control_character_is_a_config_error(cfg_path: Path) -> None:
+    # PyYAML's reader rejects it with a ReaderError, which is not a MarkedYAMLError.
+    err = fails("servers:\n  a:\n    url: http://x\x07\n", cfg_path)
+    assert str(cfg_path) in err.message
+    assert "not valid YAML" in err.message
+
+
+@pytest.mark.parametrize("value", ["!foo http://x", "!!int abc", "!!float abc"])
+def test_yaml_tags_that_cannot_be_constructed_are_config_errors(value: str, cfg_path: Path) -> None:
+    err = fails(f"servers:\n  a:\n    url: {value}\n", cfg_path)
+    assert err.message.startswith(f"{cfg_path}:3:")
+
+
+@pytest.mark.parametrize("section", ["masking", "identities", "approvals", "collector"])
+def test_reserved_sections_must_be_empty(section: str, cfg_path: Path) -> None:
+    assert parse(f"{section}:\n", cfg_path).servers == {}
+    assert parse(f"{section}: {{}}\n", cfg_path).servers == {}
+    err = fails(f"{section}:\n  anything: true\n", cfg_path)
+    assert err.message.startswith(f"{cfg_path}:2: {section}: is not supported by this version of relay yet")
+    assert err.hint == "leave the section empty or remove it"
+
+
+@pytest.mark.parametrize(("text", "key", "got"), [
+    ("servers: [a, b]\n", "servers", "a list"),
+    ("servers:\n  a: http://x\n", "servers.a", "str"),
+    ("servers:\n  a:\n    url: http://x\n    headers: [A]\n", "servers.a.headers", "a list"),
+    ("relay: 5\n", "relay", "int"),
+    ("transcripts: true\n", "transcripts", "a boolean"),
+])
+def test_non_mapping_names_the_key_and_what_it_got(text: str, key: str, got: str, cfg_path: Path) -> None:
+    err = fails(text, cfg_path)
+    assert err.message.endswith(f": {key}: expected a mapping, got {got}")
+    assert err.message.startswith(f"{cfg_path}:")
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n"])
+def test_top_level_must_be_a_mapping(text: str, cfg_path: Path) -> None:
+    err = fails(text, cfg_path)
+    assert err.message.startswith(f"{cfg_path}:1: expected a mapping, got ")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("transcripts:\n  enabled: yes please\n", "transcripts.enabled: expected true or false, got str"),
+    ("servers:\n  a:\n    url: [http://x]\n", "servers.a.url: expected a string, got a list"),
+    ("servers:\n  a:\n    url: http://x\n    headers: {A: true}\n", "servers.a.headers.A: expected a string, got a boolean"),
+    ("servers:\n  a:\n    url: http://x\n    cwd:\n", "servers.a.cwd: expected a string, got nothing"),
+])
+def test_wrong_value_types(text: str, message: str, cfg_path: Path) -> None:
+    assert fails(text, cfg_path).message.endswith(message)
+
+
+def test_errors_without_a_path_name_the_line(cfg_path: Path) -> None:
+    err = fails("servers:\n  a:\n    url: ftp://x\n", None)
+    assert err.message == "line 3: servers.a.url: 'ftp://x' is not an http(s) URL"
+
+
+# -- server lookup ----------------------------------------------------------------------------------------
+
+
+def test_server_lookup_suggests_a_near_name(cfg_path: Path) -> None:
+    c = parse("servers:\n  payments:\n    url: http://x\n  github:\n    url: http://y\n", cfg_path)
+    assert c.server("payments").url == "http://x"
+    with pytest.raises(ConfigError) as info:
+        c.server("payment")
+    assert info.value.message == f"no server named 'payment' in {cfg_path}"
+    assert info.value.hint == "did you mean 'payments'?"
+    with pytest.raises(ConfigError) as info:
+        c.server("zzzz")
+    assert info.value.hint == "known servers: github, payments"
+
+
+def test_server_lookup_without_a_config_file() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config().server("x")
+    assert "(no config file found)" in info.value.message
+    assert info.value.hint == "add it under 'servers:' or use --url / -- COMMAND"
+
+
+# -- load -------------------------------------------------------------------------------------------------
+
+VALID = "servers:\n  a:\n    url: http://localhost/mcp\n"
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """XDG_CONFIG_HOME points into tmp_path and RELAY_CONFIG is unset; returns the default config path."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("RELAY_CONFIG", raising=False)
+    return tmp_path / "xdg" / "relay" / "config.yaml"
+
+
+def test_load_missing_default_file_is_an_empty_config(isolated: Path) -> None:
+    assert not isolated.exists()
+    c = config.load()
+    assert c.path is None
+    assert c.servers == {}
+
+
+def test_load_default_file(isolated: Path) -> None:
+    isolated.parent.mkdir(parents=True)
+    isolated.write_text(VALID)
+    c = config.load()
+    assert c.path == isolated
+    assert list(c.servers) == ["a"]
+
+
+def test_load_relay_config_env_wins_over_default(isolated: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    isolated.parent.mkdir(parents=True)
+    isolated.write_text("servers:\n  default:\n    url: http://d\n")
+    named = tmp_path / "named.yaml"
+    named.write_text(VALID)
+    monkeypatch.setenv("RELAY_CONFIG", str(named))
+    c = config.load()
+    assert c.path == named
+    assert list(c.servers) == ["a"]
+
+
+def test_load_explicit_path_wins_over_relay_config(isolated: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text("servers:\n  env:\n    url: http://e\n")
+    monkeypatch.setenv("RELAY_CONFIG", str(env_file))
+    explicit = tmp_path / "explicit.yaml"
+    explicit.write_text(VALID)
+    assert list(config.load(str(explicit)).servers) == ["a"]
+
+
+@pytest.mark.parametrize("via", ["explicit", "env"])
+def test_load_named_file_must_exist(via: str, isolated: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "nope.yaml"
+    if via == "env":
+        monkeypatch.setenv("RELAY_CONFIG", str(missing))
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        config.load(str(missing) if via == "explicit" else None)
+    assert str(missing) in info.value.message
+
+
+def test_load_expands_user_in_explicit_path(isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "c.yaml").write_text(VALID)
+    assert config.load("~/c.yaml").path == tmp_path / "c.yaml"
+
+
+def test_load_errors_name_the_file(isolated: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("servers:\n  a:\n    url: ftp://x\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(str(bad))
+    assert info.value.message.startswith(f"{bad}:3: servers.a.url:")
+
+
+def test_load_unreadable_file(isolated: Path, tmp_path: Path) -> None:
+    not_utf8 = tmp_path / "latin1.yaml"
+    not_utf8.write_bytes(b"servers: \xe9\n")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        config.load(str(not_utf8))
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        config.load(str(tmp_path))  # a directory
