@@ -10,7 +10,7 @@ import anyio
 from relay.errors import UpstreamError
 from relay.jsonrpc import UPSTREAM_ERROR, Direction, Message, error_message
 from relay.pipeline import Pipeline
-from relay.transports import Fault, Transport
+from relay.transports import Fault, Pausable, Paused, Transport
 
 log = logging.getLogger("relay.session")
 
@@ -71,6 +71,8 @@ class Session:
                 id_ = next((i for i in item.request_ids if i not in pending), None)
                 await self._to_client(error_message(id_, item.code, item.reason, Direction.SERVER_TO_CLIENT))
                 continue
+            if isinstance(item, Paused):
+                continue  # only servers poll
             outcome = await pipeline.process(item)
             if outcome.reply is not None:
                 await self._to_client(outcome.reply)
@@ -86,6 +88,10 @@ class Session:
                 raise UpstreamError("upstream closed the connection") from None
             if isinstance(item, Fault):
                 await self._upstream_fault(item)
+                continue
+            if isinstance(item, Paused):
+                if isinstance(self.client, Pausable):
+                    await self.client.pause(item.request_ids)
                 continue
             outcome = await pipeline.process(item)
             if outcome.reply is not None:

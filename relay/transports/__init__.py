@@ -6,7 +6,7 @@ Nothing above this package knows about SSE framing, session headers or child pro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from relay.jsonrpc import Message
 
@@ -24,6 +24,21 @@ class Fault:
     request_ids: tuple[Any, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """The server closed the stream of these requests on purpose, to be polled (SEP-1699); answers follow.
+
+    Relay resumes upstream by itself; a client transport that can mirror the pause (--listen) does.
+    """
+
+    request_ids: tuple[Any, ...]
+
+
+@runtime_checkable
+class Pausable(Protocol):
+    async def pause(self, request_ids: tuple[Any, ...]) -> None: ...
+
+
 class Transport(Protocol):
     """One open connection to a peer, carrying JSON-RPC messages.
 
@@ -33,6 +48,6 @@ class Transport(Protocol):
 
     async def send(self, msg: Message) -> None: ...
 
-    async def receive(self) -> Message | Fault: ...
+    async def receive(self) -> Message | Fault | Paused: ...
 
     async def aclose(self) -> None: ...

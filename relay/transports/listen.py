@@ -10,7 +10,6 @@ import contextlib
 import hmac
 import ipaddress
 import logging
-import math
 import os
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -20,7 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from relay.errors import UsageError
 from relay.jsonrpc import (
@@ -35,7 +33,8 @@ from relay.jsonrpc import (
     request_ids,
 )
 from relay.transports import Fault
-from relay.transports.mcp_headers import HEADER_MISMATCH, HeaderMirror, mismatch, request_version
+from relay.transports.listen_session import PAUSE, ClientStream, ListenSession
+from relay.transports.mcp_headers import HEADER_MISMATCH, mismatch, request_version
 from relay.transports.sse_codec import encode_event
 
 log = logging.getLogger("relay.listen")
@@ -44,12 +43,10 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-SUBSCRIPTION_META = "io.modelcontextprotocol/subscriptionId"
 SESSION_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 # 2026-07-28 gives JSON-RPC errors an HTTP status of their own (the rest stay 200).
 _ERROR_STATUS = {-32700: 400, -32600: 400, -32602: 400, -32020: 400, -32021: 400, -32022: 400, -32601: 404}
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
-BACKLOG = 1000
 
 
 @dataclass(frozen=True)
@@ -91,189 +88,6 @@ def _origin_allowed(origin: str, extra: frozenset[str]) -> bool:
 def _host_allowed(host: str) -> bool:
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     return name in LOOPBACK_NAMES
-
-
-# -- one client session ---------------------------------------------------------------------------------
-
-
-class _Stream:
-    """An open SSE response towards the client (a POST's answer stream or the GET stream)."""
-
-    def __init__(self) -> None:
-        self.send, self.receive = anyio.create_memory_object_stream[Message | None](math.inf)
-
-
-class ListenSession:
-    """The client side of one relay session, fed by HTTP requests. Implements the Transport interface."""
-
-    def __init__(self, session_id: str | None, legacy: bool = False) -> None:
-        self.id = session_id
-        self.legacy = legacy
-        self._in_send: MemoryObjectSendStream[Message | Fault]
-        self._in_recv: MemoryObjectReceiveStream[Message | Fault]
-        self._in_send, self._in_recv = anyio.create_memory_object_stream[Message | Fault](math.inf)
-        self._by_id: dict[tuple[bool, Any], _Stream] = {}
-        self._by_token: dict[tuple[bool, Any], _Stream] = {}
-        self._posts: list[_Stream] = []
-        self.get_stream: _Stream | None = None
-        self._backlog: list[Message] = []
-        self.closed = anyio.Event()
-        self.mirror = HeaderMirror()
-        self._tools_list: set[tuple[bool, Any]] = set()
-        # Stateless (2026-07-28) requests from many clients share one session: relay-unique ids.
-        self._aliases: dict[tuple[bool, Any], Any] = {}
-        self._token_aliases: dict[tuple[bool, Any], Any] = {}
-        self._counter = 0
-
-    # Transport interface, as seen by the relay Session --------------------------------------------
-
-    async def receive(self) -> Message | Fault:
-        return await self._in_recv.receive()
-
-    async def send(self, msg: Message) -> None:
-        obj = msg.obj
-        if isinstance(obj, dict):
-            if "method" not in obj:
-                key = _key(obj.get("id"))
-                if key in self._tools_list:
-                    self._tools_list.discard(key)
-                    self.mirror.learn_tools(obj.get("result"))
-            elif self._aliases and isinstance(msg.params.get("_meta"), dict) and SUBSCRIPTION_META in msg.params["_meta"]:
-                # 2026-07-28 subscriptions/listen: its notifications belong to the listen request's stream.
-                meta = msg.params["_meta"]
-                key = _key(meta[SUBSCRIPTION_META])
-                stream = self._by_id.get(key)
-                original = self._aliases.get(key, _NO_ALIAS)
-                if original is not _NO_ALIAS:
-                    msg = msg.replace({**obj, "params": {**msg.params, "_meta": {**meta, SUBSCRIPTION_META: original}}})
-                if stream is not None:
-                    await self._put(stream, msg)
-                    return
-            elif self._token_aliases and obj.get("method") == "notifications/progress":
-                token = self._token_aliases.get(_key(msg.params.get("progressToken")))
-                if token is not None:
-                    # Routed by the alias, delivered with the client's own token.
-                    stream = self._by_token.get(_key(msg.params.get("progressToken")))
-                    msg = msg.replace({**obj, "params": {**msg.params, "progressToken": token}})
-                    if stream is not None:
-                        await self._put(stream, msg)
-                        return
-        stream = self._route(msg)
-        if isinstance(obj, dict) and "method" not in obj and self._aliases:
-            original = self._aliases.pop(_key(obj.get("id")), _NO_ALIAS)
-            if original is not _NO_ALIAS:
-                msg = msg.replace({**obj, "id": original})
-        if stream is None:
-            if len(self._backlog) >= BACKLOG:
-                log.warning("client has no open stream; dropping a %s", msg.method or msg.kind.value)
-                return
-            self._backlog.append(msg)
-            return
-        await self._put(stream, msg)
-
-    async def _put(self, stream: _Stream, msg: Message) -> None:
-        try:
-            await stream.send.send(msg)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            log.warning("client stream closed before a %s could be delivered", msg.method or msg.kind.value)
-
-    def alias(self, msg: Message) -> Message:
-        """The request with a relay-unique id (and progress token), remembered to be undone on the way back."""
-        self._counter += 1
-        internal = f"relay-{self._counter}"
-        obj = dict(msg.obj)
-        self._aliases[_key(internal)] = obj["id"]
-        obj["id"] = internal
-        params = obj.get("params")
-        meta = params.get("_meta") if isinstance(params, dict) else None
-        if isinstance(params, dict) and isinstance(meta, dict) and "progressToken" in meta:
-            token = f"{internal}-progress"
-            self._token_aliases[_key(token)] = meta["progressToken"]
-            obj["params"] = {**params, "_meta": {**meta, "progressToken": token}}
-        return msg.replace(obj)
-
-    def forget_alias(self, msg: Message) -> None:
-        self._aliases.pop(_key(msg.obj.get("id")), None)
-        meta = msg.params.get("_meta")
-        if isinstance(meta, dict):
-            self._token_aliases.pop(_key(meta.get("progressToken")), None)
-
-    async def aclose(self) -> None:
-        self.end()
-
-    # HTTP side ---------------------------------------------------------------------------------------
-
-    async def deliver(self, item: Message | Fault) -> None:
-        await self._in_send.send(item)
-
-    def end(self) -> None:
-        """The client deleted the session or relay stops: the relay Session sees end of input."""
-        self._in_send.close()
-        for stream in [*self._posts, *([self.get_stream] if self.get_stream else [])]:
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                stream.send.send_nowait(None)
-        self.closed.set()
-
-    def open_post(self, msg: Message) -> _Stream:
-        stream = _Stream()
-        for item in msg.obj if msg.kind is Kind.BATCH else [msg.obj]:
-            if isinstance(item, dict) and "method" in item and "id" in item:
-                self._by_id[_key(item["id"])] = stream
-                if item["method"] == "tools/list":
-                    self._tools_list.add(_key(item["id"]))
-                meta = item.get("params", {}).get("_meta") if isinstance(item.get("params"), dict) else None
-                if isinstance(meta, dict) and "progressToken" in meta:
-                    self._by_token[_key(meta["progressToken"])] = stream
-        self._posts.append(stream)
-        return stream
-
-    def close_post(self, stream: _Stream) -> None:
-        stream.receive.close()
-        with contextlib.suppress(ValueError):
-            self._posts.remove(stream)
-        for table in (self._by_id, self._by_token):
-            for key in [k for k, v in table.items() if v is stream]:
-                del table[key]
-
-    def open_get(self) -> _Stream:
-        stream = _Stream()
-        self.get_stream = stream
-        for msg in self._backlog:
-            stream.send.send_nowait(msg)
-        self._backlog.clear()
-        return stream
-
-    def close_get(self, stream: _Stream) -> None:
-        stream.receive.close()
-        if self.get_stream is stream:
-            self.get_stream = None
-
-    def _route(self, msg: Message) -> _Stream | None:
-        if self.legacy:
-            return self.get_stream
-        obj = msg.obj
-        if isinstance(obj, dict):
-            if "method" not in obj:
-                stream = self._by_id.pop(_key(obj.get("id")), None)
-                if stream is not None:
-                    return stream
-            elif obj.get("method") == "notifications/progress":
-                token = msg.params.get("progressToken")
-                stream = self._by_token.get(_key(token))
-                if stream is not None:
-                    return stream
-        # Server-initiated: the stream of the latest request still open (the SDKs send messages
-        # related to a request there), else the standalone GET stream.
-        if self._posts:
-            return self._posts[-1]
-        return self.get_stream
-
-
-def _key(value: Any) -> tuple[bool, Any]:
-    return (isinstance(value, str), value)
-
-
-_NO_ALIAS = object()
 
 
 # -- the ASGI application -------------------------------------------------------------------------------
@@ -368,13 +182,13 @@ class ListenApp:
             await session.deliver(msg)
             await _plain(send, 202, "")
             return
-        stream = session.open_post(msg)
+        stream = session.open_post(msg, version)
+        stream.attached = True
         await session.deliver(msg)
-        extra = {"mcp-session-id": session.id} if session.id else {}
         try:
-            await self._answer(stream, receive, send, extra, set(request_ids(msg)))
+            await self._answer(session, stream, receive, send)
         finally:
-            session.close_post(stream)
+            session.release(stream)
 
     async def _post_stateless(self, msg: Message, headers: dict[str, str], receive: Receive, send: Send) -> None:
         """A 2026-07-28 request: no session; one shared relay session serves them all."""
@@ -396,11 +210,12 @@ class ListenApp:
             return
         aliased = session.alias(msg)
         stream = session.open_post(aliased)
+        stream.attached = True
         await session.deliver(aliased)
         try:
-            answered = await self._answer(stream, receive, send, {}, {aliased.obj["id"]}, stateless=True)
+            answered = await self._answer(session, stream, receive, send)
         finally:
-            session.close_post(stream)
+            session.release(stream)
         if not answered:
             # 2026-07-28 cancels by closing the response stream; upstream hears it the way its wire allows.
             session.forget_alias(aliased)
@@ -451,17 +266,23 @@ class ListenApp:
             await _plain(send, 405, "no standalone stream without a session", {"allow": "POST"})
             return
         session = self.sessions.get(headers["mcp-session-id"])
-        if session is None:
+        if session is None or session.closed.is_set():
             await _plain(send, 404, "unknown session")
             return
-        stream = session.open_get()
-        await send({"type": "http.response.start", "status": 200, "headers": _h({
-            "content-type": "text/event-stream", "cache-control": "no-store", "x-accel-buffering": "no",
-            "mcp-session-id": session.id or ""})})
+        last = headers.get("last-event-id")
+        if last is not None:
+            found = session.resume(last.strip())
+            if found is None:
+                await _plain(send, 404, "unknown or expired event id; nothing to resume")
+                return
+            stream, replay = found
+        else:
+            stream, replay = session.open_get(headers.get("mcp-protocol-version")), []
+        stream.attached = True
         try:
-            await self._sse(stream, receive, send, None)
+            await self._sse(session, stream, receive, send, replay)
         finally:
-            session.close_get(stream)
+            session.release(stream)
 
     async def _delete(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
         if "mcp-session-id" not in headers:
@@ -474,12 +295,11 @@ class ListenApp:
         session.end()
         await _plain(send, 200, "")
 
-    async def _answer(self, stream: _Stream, receive: Receive, send: Send, headers: dict[str, str],
-                      until: set[Any], *, stateless: bool = False) -> bool:
-        """Answer a POST with the messages routed to `stream`, until every request in it is answered.
+    async def _answer(self, session: ListenSession, stream: ClientStream, receive: Receive, send: Send) -> bool:
+        """Answer a POST with the messages routed to its stream, until every request in it is answered.
 
-        Returns False if the client went away first."""
-        first: list[Message | None] = []
+        Returns False if the client went away (or was sent away to poll) before that."""
+        first: list[object] = []
         disconnected = False
 
         async def wait_first() -> None:
@@ -496,53 +316,60 @@ class ListenApp:
         async with anyio.create_task_group() as tg:
             tg.start_soon(wait_first)
             tg.start_soon(watch)
-        if disconnected or not first or first[0] is None:
+        if first and first[0] is PAUSE:
+            # The server closed its stream before sending anything: the client gets the same (SEP-1699).
+            return await self._sse(session, stream, receive, send, [], paused=True)
+        if disconnected or not first or not isinstance(first[0], Message):
             if not disconnected:
                 await _jsonrpc_error(send, 502, None, -32000, "relay session ended before the server answered")
             return False
         msg = first[0]
         # Stateless answers are plain JSON when they can be (their errors carry HTTP statuses); session
         # answers are SSE streams, as the SDK servers send them, so clients see no difference through relay.
-        if stateless and msg.kind in (Kind.RESPONSE, Kind.ERROR) and len(until) == 1:
+        if session.id is None and msg.kind in (Kind.RESPONSE, Kind.ERROR) and stream.pending is not None \
+                and len(stream.pending) == 1:
+            stream.event(msg, with_id=False)
             status = 200
             if msg.kind is Kind.ERROR:
                 code = (msg.obj.get("error") or {}).get("code")
                 status = _ERROR_STATUS.get(code, 200) if isinstance(code, int) else 200
             await send({"type": "http.response.start", "status": status,
-                        "headers": _h({"content-type": "application/json", **headers})})
+                        "headers": _h({"content-type": "application/json"})})
             await send({"type": "http.response.body", "body": msg.raw})
             return True
-        await send({"type": "http.response.start", "status": 200, "headers": _h({
-            "content-type": "text/event-stream", "cache-control": "no-store", "x-accel-buffering": "no", **headers})})
-        done = await self._sse(stream, receive, send, until, msg)
-        return done
+        return await self._sse(session, stream, receive, send, [], first=msg)
 
-    async def _sse(self, stream: _Stream, receive: Receive, send: Send, until: set[Any] | None,
-                   first: Message | None = None) -> bool:
-        """Write messages as SSE until every id in `until` is answered (or, for a GET, until the end)."""
-        answered = until is None
+    async def _sse(self, session: ListenSession, stream: ClientStream, receive: Receive, send: Send,
+                   replay: list[bytes], first: Message | None = None, paused: bool = False) -> bool:
+        """Write `stream` as an SSE response until it is done (every request answered), the client goes,
+        or relay sends it away to poll. Returns whether it is done."""
+        headers = {"content-type": "text/event-stream", "cache-control": "no-store", "x-accel-buffering": "no"}
+        if session.id is not None:
+            headers["mcp-session-id"] = session.id
+        await send({"type": "http.response.start", "status": 200, "headers": _h(headers)})
+        with_ids = session.resumable
 
-        async def write(msg: Message) -> bool:
-            await send({"type": "http.response.body", "body": encode_event(msg.raw, event="message"), "more_body": True})
-            if until is not None:
-                for item in msg.obj if msg.kind is Kind.BATCH else [msg.obj]:
-                    if isinstance(item, dict) and "method" not in item:
-                        until.discard(item.get("id"))
-                return not until
-            return False
+        async def write(data: bytes) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
-            finished = first is not None and await write(first)
-            if not finished:
-                async for msg in stream.receive:
-                    if msg is None or await write(msg):
-                        break
-            answered = until is None or not until
+            if stream.polling and not replay:
+                await write(stream.priming())
+            for data in replay:
+                await write(data)
+            if first is not None:
+                await write(stream.event(first, with_ids))
+            while not stream.done and not paused:
+                item = await stream.receive.receive()
+                if item is None or item is PAUSE:
+                    break
+                if isinstance(item, Message):
+                    await write(stream.event(item, with_ids))
             tg.cancel_scope.cancel()
         with contextlib.suppress(OSError):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        return answered
+        return stream.done
 
     # Legacy HTTP+SSE (2024-11-05) --------------------------------------------------------------------
 
@@ -556,10 +383,11 @@ class ListenApp:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
-                async for msg in stream.receive:
-                    if msg is None:
+                async for item in stream.receive:
+                    if item is None:
                         break
-                    await send({"type": "http.response.body", "body": encode_event(msg.raw, event="message"), "more_body": True})
+                    if isinstance(item, Message):
+                        await send({"type": "http.response.body", "body": stream.event(item, False), "more_body": True})
                 tg.cancel_scope.cancel()
         finally:
             # The stream is the session: when the client goes, so does the session.

@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup
 
 from relay.errors import UpstreamError
 from relay.jsonrpc import UPSTREAM_ERROR, Direction, Kind, Message, ParseFailure, request_ids
-from relay.transports import Fault
+from relay.transports import Fault, Paused
 from relay.transports.http import (
     PROTOCOL_HEADER,
     SESSION_HEADER,
@@ -54,7 +54,8 @@ class StreamableHttpTransport:
         self._url = url
         self._tg = tg
         self._limit = limit
-        self._send_in, self._incoming = anyio.create_memory_object_stream[Message | Fault | UpstreamError](math.inf)
+        self._send_in, self._incoming = anyio.create_memory_object_stream[Message | Fault | Paused | UpstreamError](
+            math.inf)
         self.session_id: str | None = None
         self.protocol_version: str | None = None
         self._init_request: dict[str, Any] | None = None
@@ -93,7 +94,7 @@ class StreamableHttpTransport:
         if msg.method == "notifications/initialized":
             self._start_get_stream()
 
-    async def receive(self) -> Message | Fault:
+    async def receive(self) -> Message | Fault | Paused:
         item = await self._incoming.receive()
         if isinstance(item, UpstreamError):
             raise item
@@ -256,6 +257,7 @@ class StreamableHttpTransport:
         decoder = SSEDecoder(self._limit)
         resumes = 0
         while True:
+            broke = False
             try:
                 async for chunk in resp.aiter_raw():
                     for event in decoder.feed(chunk):
@@ -263,9 +265,12 @@ class StreamableHttpTransport:
                     if not outstanding:
                         return
             except httpx.HTTPError as exc:
+                broke = True
                 log.info("upstream response stream broke: %s", exc)
             if not outstanding:
                 return
+            if not broke and decoder.last_event_id is not None:
+                await self._send_in.send(Paused(tuple(outstanding)))
             await resp.aclose()
             if decoder.last_event_id is None or resumes >= MAX_RESUMES:
                 await self._send_in.send(Fault(

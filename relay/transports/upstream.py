@@ -12,7 +12,7 @@ from anyio.abc import TaskGroup
 
 from relay.config import ServerConfig
 from relay.jsonrpc import Message
-from relay.transports import Fault, Transport
+from relay.transports import Fault, Paused, Transport
 from relay.transports.http import make_client
 from relay.transports.sse import SseTransport
 from relay.transports.stdio import open_child
@@ -47,7 +47,7 @@ class AutoHttpTransport:
         finally:
             self._ready.set()
 
-    async def receive(self) -> Message | Fault:
+    async def receive(self) -> Message | Fault | Paused:
         await self._ready.wait()
         if self._chosen is None:
             await anyio.sleep_forever()  # the failure travels through send()
