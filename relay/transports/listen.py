@@ -271,14 +271,14 @@ class ListenApp:
             return
         last = headers.get("last-event-id")
         if last is not None:
-            found = session.resume(last.strip())
+            found = await session.resume(last.strip())
             if found is None:
                 await _plain(send, 404, "unknown or expired event id; nothing to resume")
                 return
             stream, replay = found
         else:
             stream, replay = session.open_get(headers.get("mcp-protocol-version")), []
-        stream.attached = True
+            stream.attached = True
         try:
             await self._sse(session, stream, receive, send, replay)
         finally:

@@ -29,6 +29,9 @@ SUBSCRIPTION_META = "io.modelcontextprotocol/subscriptionId"
 BACKLOG = 1000  # server messages held for a client with no stream open
 HISTORY = 256  # events kept per stream for replay after a reconnect
 DETACHED = 64  # unanswered streams kept for a client that went away
+# Answered streams kept for replay: a write to a connection that just died is lost without an error.
+FINISHED = 64
+FINISHED_BYTES = 4 * 1024 * 1024
 RETRY_MS = 1000
 _PRIMING_FROM = "2025-11-25"  # SEP-1699: priming events for clients of this revision and later
 
@@ -51,9 +54,14 @@ class ClientStream:
         self.receive: MemoryObjectReceiveStream[Item]
         self.send, self.receive = anyio.create_memory_object_stream[Item](math.inf)
         self.attached = False  # an HTTP response is writing it right now
+        self.released = anyio.Event()  # set when that response ends
         self.polling = False  # primed for SEP-1699: relay may close it and let the client resume
         self._seq = 0
         self._history: deque[tuple[int, bytes]] = deque(maxlen=HISTORY)
+
+    @property
+    def history_bytes(self) -> int:
+        return sum(len(data) for _, data in self._history)
 
     @property
     def done(self) -> bool:
@@ -71,6 +79,19 @@ class ClientStream:
         data = encode_event(msg.raw, event="message", id=f"{self.number}-{self._seq}")
         self._history.append((self._seq, data))
         return data
+
+    def drop_pauses(self) -> None:
+        """Forget a pause the previous response did not live to read; keep everything else in order."""
+        kept: list[Item] = []
+        while True:
+            try:
+                item = self.receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            if item is not PAUSE:
+                kept.append(item)
+        for item in kept:
+            self.send.send_nowait(item)
 
     def priming(self) -> bytes:
         return f"id: {self.number}-{self._seq}\nretry: {RETRY_MS}\ndata: \n\n".encode()
@@ -95,6 +116,7 @@ class ListenSession:
         self._by_token: dict[tuple[bool, Any], ClientStream] = {}
         self._posts: list[ClientStream] = []
         self._detached: deque[ClientStream] = deque()
+        self._finished: deque[ClientStream] = deque()
         self.get_stream: ClientStream | None = None
         self._backlog: list[Message] = []
         self.closed = anyio.Event()
@@ -248,12 +270,16 @@ class ListenSession:
     def release(self, stream: ClientStream) -> None:
         """The HTTP response writing `stream` ended: forget it if it is done, else keep it for a resume."""
         stream.attached = False
+        stream.released.set()
         with contextlib.suppress(ValueError):
             self._posts.remove(stream)
         if stream is self.get_stream:
             self.get_stream = None
-        if stream.done or not self.resumable:
+        if not self.resumable:
             self._forget(stream)
+            return
+        if stream.done:
+            self._retire(stream)
             return
         if stream in self._detached:
             return
@@ -261,14 +287,28 @@ class ListenSession:
         while len(self._detached) > DETACHED:
             self._forget(self._detached.popleft())
 
+    def _retire(self, stream: ClientStream) -> None:
+        """An answered stream: nothing more is routed to it, but its events stay replayable for a while."""
+        self._unroute(stream)
+        with contextlib.suppress(ValueError):
+            self._detached.remove(stream)
+        self._finished.append(stream)
+        while len(self._finished) > FINISHED or sum(s.history_bytes for s in self._finished) > FINISHED_BYTES:
+            self._forget(self._finished.popleft())
+
+    def _unroute(self, stream: ClientStream) -> None:
+        for table in (self._by_id, self._by_token):
+            for key in [k for k, v in table.items() if v is stream]:
+                del table[key]
+
     def _forget(self, stream: ClientStream) -> None:
         stream.receive.close()
         self.streams.pop(stream.number, None)
         with contextlib.suppress(ValueError):
             self._detached.remove(stream)
-        for table in (self._by_id, self._by_token):
-            for key in [k for k, v in table.items() if v is stream]:
-                del table[key]
+        with contextlib.suppress(ValueError):
+            self._finished.remove(stream)
+        self._unroute(stream)
 
     def open_get(self, version_header: str | None = None) -> ClientStream:
         stream = self._new_stream(None)
@@ -281,20 +321,33 @@ class ListenSession:
         self._backlog.clear()
         return stream
 
-    def resume(self, last_event_id: str) -> tuple[ClientStream, list[bytes]] | None:
-        """The stream a Last-Event-ID belongs to, and the events after it the client has not seen."""
+    async def resume(self, last_event_id: str) -> tuple[ClientStream, list[bytes]] | None:
+        """The stream a Last-Event-ID belongs to, and the events after it the client has not seen.
+
+        A reconnecting client may be quicker than relay's notice that its old connection is gone: the old
+        response is then told to end, and the new one takes over."""
         number, _, seq = last_event_id.partition("-")
         if not (number.isdigit() and seq.isdigit()):
             return None
         stream = self.streams.get(int(number))
-        if stream is None or stream.attached:
+        if stream is None:
             return None
+        if stream.attached:
+            stream.send.send_nowait(PAUSE)
+            with anyio.move_on_after(2):
+                await stream.released.wait()
+            if stream.attached or stream.number not in self.streams:
+                return None
         with contextlib.suppress(ValueError):
             self._detached.remove(stream)
+        with contextlib.suppress(ValueError):
+            self._finished.remove(stream)
         if stream.pending is None:
             self.get_stream = stream
-        else:
+        elif not stream.done:
             self._posts.append(stream)
+        stream.attached, stream.released = True, anyio.Event()
+        stream.drop_pauses()
         return stream, stream.replay_after(int(seq))
 
     def _route(self, msg: Message) -> ClientStream | None:
