@@ -115,6 +115,9 @@ class Pipeline:
             return self._rejected(msg, GUARD_ERROR, f"relay guard '{name}' failed; message withheld", None)
         if kind is Kind.REQUEST:
             self._pending[direction][_key(msg.obj["id"])] = out
+        elif kind is Kind.NOTIFICATION and msg.method == "notifications/cancelled":
+            # A cancelled request may never be answered (the spec asks servers not to): stop waiting for it.
+            self._pending[direction].pop(_key(msg.params.get("requestId")), None)
         return Outcome(out)
 
     def _rejected(self, msg: Message, code: int, text: str, data: Any) -> Outcome:

@@ -442,3 +442,15 @@ async def test_aclose_closes_every_guard_even_if_one_fails() -> None:
     await p.aclose()
     assert first.closed
     assert last.closed
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_request_is_no_longer_pending() -> None:
+    pipeline = Pipeline([])
+    c2s = Direction.CLIENT_TO_SERVER
+    await pipeline.process(Message.build({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {}}, c2s))
+    await pipeline.process(Message.build({"jsonrpc": "2.0", "id": 8, "method": "ping"}, c2s))
+    assert [m.id for m in pipeline.pending(c2s)] == [7, 8]
+    await pipeline.process(Message.build(
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}, c2s))
+    assert [m.id for m in pipeline.pending(c2s)] == [8]

@@ -1,4 +1,4 @@
-"""What the HTTP upstream transports share: the httpx client, headers, bounded bodies, status diagnosis."""
+"""What the HTTP upstream transports share: the client, headers, status diagnosis, error translation."""
 
 from __future__ import annotations
 
@@ -6,45 +6,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from relay import __version__
 from relay.errors import UpstreamError
 from relay.jsonrpc import REQUEST_TOO_LARGE, UPSTREAM_ERROR
 from relay.transports import Fault
+from relay.transports.h1 import ConnectFailed, HttpClient, Response
 
 USER_AGENT = f"mcp-pci-relay/{__version__}"
 SESSION_HEADER = "mcp-session-id"
 PROTOCOL_HEADER = "mcp-protocol-version"
 
 
-def make_client(headers: Mapping[str, str]) -> httpx.AsyncClient:
-    # No read timeout: tool calls and event streams may legitimately stay open for minutes.
-    timeout = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=None)
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
-    return httpx.AsyncClient(
-        headers={"user-agent": USER_AGENT, **headers}, timeout=timeout, limits=limits,
-        follow_redirects=False, trust_env=False,
-    )
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_bounded(resp: httpx.Response, limit: int) -> bytes:
-    """The whole body, or BodyTooLarge as soon as it passes `limit` (memory stays bounded)."""
-    length = resp.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.aiter_raw():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+def make_client(headers: Mapping[str, str]) -> HttpClient:
+    return HttpClient({"user-agent": USER_AGENT, **headers})
 
 
 def too_large_fault(limit: int, ids: tuple[Any, ...]) -> Fault:
@@ -54,7 +28,7 @@ def too_large_fault(limit: int, ids: tuple[Any, ...]) -> Fault:
 _AUTH_PARAM = re.compile(r'(\w+)="?([^",]*)"?')
 
 
-def status_error(url: str, resp: httpx.Response) -> UpstreamError | None:
+def status_error(url: str, resp: Response) -> UpstreamError | None:
     """An error that ends the session for statuses that concern every request, else None."""
     status = resp.status_code
     if status == 401:
@@ -68,13 +42,13 @@ def status_error(url: str, resp: httpx.Response) -> UpstreamError | None:
     return None
 
 
-def status_fault(url: str, resp: httpx.Response, ids: tuple[Any, ...]) -> Fault:
+def status_fault(url: str, resp: Response, ids: tuple[Any, ...]) -> Fault:
     reason = resp.reason_phrase or "error"
     return Fault(f"upstream {url} answered HTTP {resp.status_code} {reason}", UPSTREAM_ERROR, ids)
 
 
 def unreachable(url: str, exc: Exception) -> UpstreamError:
     detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, ConnectFailed):
         return UpstreamError(f"upstream {url} is unreachable: {detail}")
     return UpstreamError(f"connection to upstream {url} failed: {detail}")

@@ -7,12 +7,12 @@ import math
 from urllib.parse import urljoin, urlsplit
 
 import anyio
-import httpx
 from anyio.abc import TaskGroup
 
 from relay.errors import UpstreamError
 from relay.jsonrpc import Direction, Message, ParseFailure, request_ids
 from relay.transports import Fault
+from relay.transports.h1 import BodyTooLarge, HttpClient, HttpError, Response
 from relay.transports.http import status_error, status_fault, unreachable
 from relay.transports.sse_codec import SSEDecoder
 
@@ -22,7 +22,7 @@ ENDPOINT_TIMEOUT = 10.0
 
 
 class SseTransport:
-    def __init__(self, client: httpx.AsyncClient, url: str, tg: TaskGroup, limit: int) -> None:
+    def __init__(self, client: HttpClient, url: str, tg: TaskGroup, limit: int) -> None:
         self._client = client
         self._url = url
         self._tg = tg
@@ -49,9 +49,8 @@ class SseTransport:
 
     async def _stream(self) -> None:
         try:
-            request = self._client.build_request("GET", self._url, headers={"accept": "text/event-stream"})
-            resp = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            resp: Response = await self._client.request("GET", self._url, {"accept": "text/event-stream"})
+        except HttpError as exc:
             await self._send_in.send(unreachable(self._url, exc))
             self._ready.set()
             return
@@ -68,7 +67,7 @@ class SseTransport:
                 for event in decoder.feed(chunk):
                     await self._on_event(event.event, event.data, event.oversize)
             await self._send_in.send(UpstreamError(f"upstream {self._url} closed its event stream"))
-        except httpx.HTTPError as exc:
+        except HttpError as exc:
             await self._send_in.send(UpstreamError(f"upstream {self._url} event stream broke: {exc}"))
         finally:
             self._ready.set()
@@ -98,8 +97,11 @@ class SseTransport:
         assert self._endpoint is not None
         ids = tuple(request_ids(msg))
         try:
-            resp = await self._client.post(self._endpoint, content=msg.raw, headers={"content-type": "application/json"})
-        except httpx.HTTPError as exc:
+            resp = await self._client.request("POST", self._endpoint, {"content-type": "application/json"}, msg.raw)
+            await resp.read(64 * 1024)
+        except BodyTooLarge:
+            pass
+        except HttpError as exc:
             raise unreachable(self._url, exc) from exc
         fatal = status_error(self._url, resp)
         if fatal is not None:

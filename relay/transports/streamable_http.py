@@ -13,17 +13,15 @@ import math
 from typing import Any
 
 import anyio
-import httpx
 from anyio.abc import TaskGroup
 
 from relay.errors import UpstreamError
-from relay.jsonrpc import UPSTREAM_ERROR, Direction, Kind, Message, ParseFailure, request_ids
+from relay.jsonrpc import UPSTREAM_ERROR, Direction, Kind, Message, ParseFailure, dumps, request_ids
 from relay.transports import Fault, Paused
+from relay.transports.h1 import BodyTooLarge, HttpClient, HttpError, Response
 from relay.transports.http import (
     PROTOCOL_HEADER,
     SESSION_HEADER,
-    BodyTooLarge,
-    read_bounded,
     status_error,
     status_fault,
     too_large_fault,
@@ -49,7 +47,7 @@ class FallBack(Exception):
 
 
 class StreamableHttpTransport:
-    def __init__(self, client: httpx.AsyncClient, url: str, tg: TaskGroup, limit: int) -> None:
+    def __init__(self, client: HttpClient, url: str, tg: TaskGroup, limit: int) -> None:
         self._client = client
         self._url = url
         self._tg = tg
@@ -107,8 +105,9 @@ class StreamableHttpTransport:
         if self.session_id is not None:
             with anyio.move_on_after(2, shield=True):
                 try:
-                    await self._client.delete(self._url, headers=self._headers(None))
-                except httpx.HTTPError as exc:
+                    resp = await self._client.request("DELETE", self._url, self._headers(None))
+                    await resp.read(64 * 1024)
+                except (HttpError, BodyTooLarge) as exc:
                     log.debug("DELETE of the upstream session failed: %s", exc)
 
     # -- first contact (auto-detection) ------------------------------------------------------------
@@ -158,10 +157,9 @@ class StreamableHttpTransport:
     async def _exchange(self, msg: Message, *, probing: bool = False, retried: bool = False) -> None:
         ids = tuple(request_ids(msg))
         stale = self.session_id
-        request = self._client.build_request("POST", self._url, content=msg.raw, headers=self._headers(msg))
         try:
-            resp = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            resp = await self._client.request("POST", self._url, self._headers(msg), msg.raw)
+        except HttpError as exc:
             raise unreachable(self._url, exc) from exc
         try:
             status = resp.status_code
@@ -200,25 +198,25 @@ class StreamableHttpTransport:
                 await self._send_in.send(
                     Fault(f"upstream answered with unexpected content type {ctype!r}", UPSTREAM_ERROR, ids)
                 )
-        except httpx.HTTPError as exc:
+        except HttpError as exc:
             raise unreachable(self._url, exc) from exc
         finally:
             await resp.aclose()
 
-    async def _read_json(self, resp: httpx.Response, ids: tuple[Any, ...]) -> None:
+    async def _read_json(self, resp: Response, ids: tuple[Any, ...]) -> None:
         try:
-            body = await read_bounded(resp, self._limit)
+            body = await resp.read(self._limit)
         except BodyTooLarge:
             await self._send_in.send(too_large_fault(self._limit, ids))
             return
         await self._deliver(body, ids)
 
-    async def _error_body(self, resp: httpx.Response, ids: tuple[Any, ...]) -> Message | None:
+    async def _error_body(self, resp: Response, ids: tuple[Any, ...]) -> Message | None:
         """A JSON-RPC error in an HTTP error response, re-addressed to the request it answers."""
         if not resp.headers.get("content-type", "").startswith("application/json"):
             return None
         try:
-            msg = Message.parse(await read_bounded(resp, 64 * 1024), Direction.SERVER_TO_CLIENT)
+            msg = Message.parse(await resp.read(64 * 1024), Direction.SERVER_TO_CLIENT)
         except (BodyTooLarge, ParseFailure):
             return None
         if msg.kind is not Kind.ERROR:
@@ -252,7 +250,7 @@ class StreamableHttpTransport:
         if isinstance(version, str) and version.isascii():
             self.protocol_version = version
 
-    async def _read_stream(self, resp: httpx.Response, outstanding: set[Any]) -> None:
+    async def _read_stream(self, resp: Response, outstanding: set[Any]) -> None:
         """Read a POST's event stream until every request in it is answered, resuming if it breaks."""
         decoder = SSEDecoder(self._limit)
         resumes = 0
@@ -264,7 +262,7 @@ class StreamableHttpTransport:
                         await self._on_event(event.event, event.data, event.oversize, outstanding)
                     if not outstanding:
                         return
-            except httpx.HTTPError as exc:
+            except HttpError as exc:
                 broke = True
                 log.info("upstream response stream broke: %s", exc)
             if not outstanding:
@@ -303,13 +301,13 @@ class StreamableHttpTransport:
                 outstanding.discard(item.get("id"))
         await self._deliver_message(msg)
 
-    async def _resume(self, last_event_id: str) -> httpx.Response | None:
+    async def _resume(self, last_event_id: str) -> Response | None:
         headers = self._headers(None)
         headers["accept"] = "text/event-stream"
         headers["last-event-id"] = last_event_id
         try:
-            resp = await self._client.send(self._client.build_request("GET", self._url, headers=headers), stream=True)
-        except httpx.HTTPError as exc:
+            resp = await self._client.request("GET", self._url, headers)
+        except HttpError as exc:
             log.info("resuming the upstream stream failed: %s", exc)
             return None
         if resp.status_code != 200:
@@ -331,13 +329,14 @@ class StreamableHttpTransport:
             self.session_id = None
             replay = {**self._init_request, "id": f"relay-reinit-{self._reinit_count}"}
             try:
-                resp = await self._client.post(self._url, json=replay, headers=self._headers(None))
+                headers = {**self._headers(None), "content-type": "application/json"}
+                resp = await self._client.request("POST", self._url, headers, dumps(replay).encode())
+                body = await resp.read(self._limit)
                 sid = resp.headers.get(SESSION_HEADER)
                 if resp.status_code != 200:
                     raise UpstreamError(
                         f"upstream {self._url} lost the session and refused to start a new one (HTTP {resp.status_code})")
                 self.session_id = sid
-                body = resp.content
                 if resp.headers.get("content-type", "").startswith("text/event-stream"):
                     decoder = SSEDecoder(self._limit)
                     body = next((e.data for e in decoder.feed(body + b"\n\n") if e.event == "message"), b"")
@@ -349,8 +348,9 @@ class StreamableHttpTransport:
                     raise UpstreamError(f"upstream {self._url} refused the re-initialisation: {reply.obj.get('error')}")
                 self._note_version(reply.obj)
                 note = Message.build({"jsonrpc": "2.0", "method": "notifications/initialized"}, Direction.CLIENT_TO_SERVER)
-                await self._client.post(self._url, content=note.raw, headers=self._headers(note))
-            except httpx.HTTPError as exc:
+                resp = await self._client.request("POST", self._url, self._headers(note), note.raw)
+                await resp.read(64 * 1024)
+            except (HttpError, BodyTooLarge) as exc:
                 raise unreachable(self._url, exc) from exc
             if self._get_stream_started:
                 self._get_stream_started = False
@@ -372,8 +372,7 @@ class StreamableHttpTransport:
             if decoder.last_event_id is not None:
                 headers["last-event-id"] = decoder.last_event_id
             try:
-                request = self._client.build_request("GET", self._url, headers=headers)
-                resp = await self._client.send(request, stream=True)
+                resp = await self._client.request("GET", self._url, headers)
                 try:
                     if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith("text/event-stream"):
                         log.debug("upstream offers no GET stream (HTTP %s)", resp.status_code)
@@ -387,7 +386,7 @@ class StreamableHttpTransport:
                                 await self._deliver(event.data)
                 finally:
                     await resp.aclose()
-            except httpx.HTTPError as exc:
+            except HttpError as exc:
                 failures += 1
                 log.info("upstream GET stream broke: %s", exc)
                 if failures > MAX_RESUMES:

@@ -7,12 +7,12 @@ import logging
 from collections.abc import AsyncIterator
 
 import anyio
-import httpx
 from anyio.abc import TaskGroup
 
 from relay.config import ServerConfig
 from relay.jsonrpc import Message
 from relay.transports import Fault, Paused, Transport
+from relay.transports.h1 import HttpClient
 from relay.transports.http import make_client
 from relay.transports.sse import SseTransport
 from relay.transports.stdio import open_child
@@ -24,7 +24,7 @@ log = logging.getLogger("relay.upstream")
 class AutoHttpTransport:
     """Streamable HTTP first; on 400/404/405 to the first POST, the legacy SSE transport (as the spec says)."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str, tg: TaskGroup, limit: int) -> None:
+    def __init__(self, client: HttpClient, url: str, tg: TaskGroup, limit: int) -> None:
         self._client, self._url, self._tg, self._limit = client, url, tg, limit
         self._chosen: StreamableHttpTransport | SseTransport | None = None
         self._ready = anyio.Event()
