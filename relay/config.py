@@ -9,12 +9,13 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from relay import paths
 from relay.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 
 TRANSPORTS = ("auto", "streamable-http", "sse", "stdio")
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
@@ -79,6 +80,7 @@ class _Node:
 
 
 def _convert(node: yaml.Node, path: str = "", active: frozenset[int] = frozenset()) -> _Node:
+    import yaml
     line = node.start_mark.line + 1
     if id(node) in active:
         raise _Problem(line, path or "(top)", "refers to itself through an alias")
@@ -274,6 +276,8 @@ def _build(r: _Reader, root: _Node) -> Config:
 
 
 def parse(text: str, path: Path | None = None) -> Config:
+    import yaml  # here, not at the top: a relay without a config file starts without it
+
     r = _Reader(path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -17,10 +18,12 @@ from relay.pipeline import Pipeline
 from relay.session import Session
 from relay.transcript.recorder import new_session_id
 from relay.transports import Transport
-from relay.transports.listen import ListenApp, ListenOptions
 from relay.transports.memory import MemoryTransport, memory_pair
 from relay.transports.stdio import StdioClientTransport
 from relay.transports.upstream import open_upstream
+
+if TYPE_CHECKING:
+    from relay.transports.listen import ListenOptions
 
 log = logging.getLogger("relay.runner")
 
@@ -110,6 +113,7 @@ async def serve_listen(target: Target, options: ListenOptions) -> None:
     import uvicorn
 
     from relay.console import console
+    from relay.transports.listen import ListenApp
 
     async with anyio.create_task_group() as tg:
         app = ListenApp(options, target.max_message_bytes, lambda s: _run_session(target, s), tg)

@@ -9,8 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from relay.transports.stdio import write_stdout
-
 SHELLS = ("bash", "zsh", "fish")
 
 
@@ -88,6 +86,8 @@ def generate(shell: str) -> str:
 
 def completions(shell: Annotated[str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.")]) -> None:
     """Print a completion script for SHELL (the files in completions/ are this output)."""
+    from relay.transports.stdio import write_stdout
+
     if shell not in SHELLS:
         raise typer.BadParameter(f"one of {', '.join(SHELLS)}", param_hint="SHELL")
     write_stdout(generate(shell).encode())
