@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import os
 import platform
 import secrets
@@ -21,6 +22,26 @@ from relay.errors import GuardError
 from relay.jsonrpc import Message, dumps
 from relay.paths import private_dir
 from relay.pipeline import Context
+
+
+MESSAGE_KEY = b',"message":'
+
+
+def message_bytes(line: bytes) -> bytes:
+    """The exact bytes of the message a transcript line records.
+
+    A message is recorded as the JSON it is, as the last member `"message"`: its bytes run from that key to
+    the line's closing brace (the first `,"message":` of the line is the key, since the string values before
+    it have their quotes escaped). A message with line breaks is recorded as the string `"message_text"`.
+    """
+    line = line.rstrip(b"\n")
+    at = line.find(MESSAGE_KEY)
+    if at >= 0:
+        return line[at + len(MESSAGE_KEY):-1]
+    text = json.loads(line).get("message_text")
+    if not isinstance(text, str):
+        raise ValueError("this transcript line records no message")
+    return text.encode("utf-8")
 
 
 def new_session_id() -> str:
@@ -52,12 +73,20 @@ class Recorder:
             "host": platform.node(), "user": _user(), "pid": os.getpid(),
         })
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: dict[str, Any], message: bytes | None = None) -> None:
         fd = self._fd
         if fd is None:
             raise GuardError("transcript is closed")
         seq = self._seq + 1
-        line = dumps({"seq": seq, "ts": _now(), **record}).encode("utf-8") + b"\n"
+        head = dumps({"seq": seq, "ts": _now(), **record}).encode("utf-8")
+        if message is None:
+            line = head + b"\n"
+        elif b"\n" in message or b"\r" in message:
+            # Pretty-printed JSON (from some HTTP servers) cannot sit inside one line as it is: as a string.
+            line = head[:-1] + b',"message_text":' + dumps(message.decode("utf-8")).encode("utf-8") + b"}\n"
+        else:
+            # The message goes in as the JSON it is, byte for byte: no second encoding on the hot path.
+            line = head[:-1] + MESSAGE_KEY + message + b"}\n"
         written = 0
         try:
             view = memoryview(line)
@@ -87,8 +116,7 @@ class Recorder:
                 record["tool"] = tool
         if ctx.notes:
             record["notes"] = ctx.notes
-        record["message"] = msg.raw.decode("utf-8")
-        self._write(record)
+        self._write(record, msg.raw)
         return msg
 
     def on_event(self, event: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from relay.errors import GuardError
 from relay.jsonrpc import GUARD_ERROR, Direction, Kind, Message
 from relay.paths import private_dir
 from relay.pipeline import Context, Pipeline
-from relay.transcript.recorder import Recorder, new_session_id
+from relay.transcript.recorder import Recorder, message_bytes, new_session_id
 
 pytestmark = pytest.mark.anyio
 
@@ -30,7 +30,15 @@ def mode(path: Path) -> int:
 
 
 def records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    """Each record, with the exact text of its message (if any) under "message"."""
+    out = []
+    for line in path.read_bytes().splitlines():
+        rec = json.loads(line)
+        if "message" in rec or "message_text" in rec:
+            rec.pop("message_text", None)
+            rec["message"] = message_bytes(line).decode("utf-8")
+        out.append(rec)
+    return out
 
 
 def m(raw: str, direction: Direction = C2S) -> Message:
@@ -292,3 +300,11 @@ async def test_seq_stays_contiguous_after_a_failed_write(recorder: Recorder, dev
         free_disk(recorder, saved)
     await recorder.intercept(m('{"jsonrpc":"2.0","method":"kept"}'), Context(C2S))
     assert [r["seq"] for r in records(recorder.path)] == [1, 2]
+
+
+async def test_a_single_line_message_is_recorded_as_json_byte_for_byte(recorder: Recorder) -> None:
+    raw = '{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":",\\"message\\":"},"x":1.10}'
+    await Pipeline([recorder]).process(m(raw))
+    line = recorder.path.read_bytes().splitlines()[1]
+    assert json.loads(line)["message"]["error"]["message"] == ',"message":'  # a JSON value, not a string
+    assert message_bytes(line) == raw.encode()
