@@ -9,7 +9,7 @@ would, and measures:
   over a few spawns, as one spawn is noisy;
 * **small**: median, p90 and p99 round trip of N ``tools/call small``, after a
   warm-up, one call at a time;
-* **rows**: median round trip of M ``tools/call rows`` (a ~110 KB result);
+* **rows**: median round trip of M ``tools/call rows`` (by default a ~110 KB result);
 * **memory**: peak resident memory of the bridge's process tree, the sum of
   the RSS of the process and all its descendants, sampled from ``/proc``
   every few milliseconds by a background thread; the sum of the kernel's
@@ -22,7 +22,8 @@ and a line is JSON-decoded (to match it by id and check it) only after its
 arrival time has been taken, so the driver's own parsing is not measured.
 
 The direct-HTTP baseline (:func:`measure_direct`) times the same calls made
-straight to the upstream with a persistent ``httpx.Client`` connection.
+straight to the upstream with a persistent ``httpx.Client`` connection; it
+reads a ``text/event-stream`` answer whole, then takes its ``message`` event.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any, Final
 
 PROTOCOL_VERSION: Final = "2025-06-18"
 CLIENT_INFO: Final = {"name": "relay-bench-driver", "version": "1.0.0"}
-ROWS_LINES: Final = 2001  # header + 2,000 rows; masking may shorten a row, never drop one
+ROWS_COUNT: Final = 2000  # orders in ``rows`` (upstream --rows-count); masking may shorten one, never drop it
 _PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -300,13 +301,41 @@ def _check_small(result: Any) -> None:
         raise BridgeError(f"unexpected small result: {str(result)[:200]}")
 
 
-def _check_rows(result: Any) -> None:
+def _check_rows(result: Any, expected: int = ROWS_COUNT) -> None:
+    """Check that a ``rows`` result of any shape (``upstream.ROWS_SHAPES``) holds ``expected`` orders."""
     try:
-        text = result["content"][0]["text"]
-    except (KeyError, IndexError, TypeError) as exc:
+        content = result["content"]
+        if "structuredContent" in result:
+            count = len(result["structuredContent"]["rows"])
+        elif len(content) > 1:  # one item per line, the header first
+            count = sum(1 for item in content if isinstance(item["text"], str)) - 1
+        else:  # CSV: a header line, then one line per order, each ending in a newline
+            count = content[0]["text"].count("\n") - 1
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise BridgeError(f"unexpected rows result: {str(result)[:200]}") from exc
-    if not isinstance(text, str) or text.count("\n") < ROWS_LINES:
-        raise BridgeError(f"rows result truncated: {str(text).count(chr(10))} lines of {ROWS_LINES}")
+    if count < expected:
+        raise BridgeError(f"rows result truncated: {count} orders of {expected}")
+
+
+def decode_http_reply(response: Any) -> Any:
+    """The JSON-RPC message in an ``httpx`` response, whether JSON or SSE (the last ``message`` event)."""
+    if not response.headers.get("content-type", "").startswith("text/event-stream"):
+        return response.json()
+    message = None
+    for event in response.text.replace("\r\n", "\n").split("\n\n"):
+        kind, data = "message", []
+        for line in event.split("\n"):
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                kind = value
+            elif name == "data":
+                data.append(value)
+        if data and kind == "message" and "".join(data).strip():
+            message = json.loads("\n".join(data))
+    if message is None:
+        raise BridgeError("direct: an SSE response without a message")
+    return message
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -402,6 +431,7 @@ def measure_bridge(
     calls: int = 1000,
     rows_calls: int = 30,
     warmup: int = 100,
+    rows_expected: int = ROWS_COUNT,
     startup_runs: int = 5,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
@@ -422,7 +452,7 @@ def measure_bridge(
                 startup_ms.append(bridge.initialize(startup_timeout))
                 if run < startup_runs - 1:
                     continue
-                small_ms, rows_ms = _exercise(bridge.session, calls, rows_calls, warmup)
+                small_ms, rows_ms = _exercise(bridge.session, calls, rows_calls, warmup, rows_expected)
             except (BridgeError, OSError) as exc:
                 raise bridge.explain(exc) from exc
             finally:
@@ -440,7 +470,7 @@ def measure_bridge(
 
 
 def _exercise(
-    session: StdioSession, calls: int, rows_calls: int, warmup: int
+    session: StdioSession, calls: int, rows_calls: int, warmup: int, rows_expected: int = ROWS_COUNT
 ) -> tuple[list[float], list[float]]:
     """Check the tools, warm up, then time ``calls`` small and ``rows_calls`` rows calls (ms)."""
     tools, _ = session.request("tools/list")
@@ -453,7 +483,7 @@ def _exercise(
     for _ in range(warmup):
         _check_small(session.request("tools/call", small_params)[0])
     for _ in range(3):
-        _check_rows(session.request("tools/call", rows_params)[0])
+        _check_rows(session.request("tools/call", rows_params)[0], rows_expected)
 
     small_ns: list[int] = []
     for _ in range(calls):
@@ -464,7 +494,7 @@ def _exercise(
     for _ in range(rows_calls):
         result, elapsed = session.request("tools/call", rows_params)
         rows_ns.append(elapsed)
-        _check_rows(result)
+        _check_rows(result, rows_expected)
     return [ns / 1e6 for ns in small_ns], [ns / 1e6 for ns in rows_ns]
 
 
@@ -520,7 +550,9 @@ def pool(results: Sequence[Result]) -> Result:
 # --------------------------------------------------------------------------- direct-HTTP baseline
 
 
-def measure_direct(url: str, *, calls: int = 1000, rows_calls: int = 30, warmup: int = 100) -> Result:
+def measure_direct(
+    url: str, *, calls: int = 1000, rows_calls: int = 30, warmup: int = 100, rows_expected: int = ROWS_COUNT
+) -> Result:
     """Time the same calls made straight to the upstream over one persistent HTTP connection."""
     import httpx
 
@@ -541,7 +573,7 @@ def measure_direct(url: str, *, calls: int = 1000, rows_calls: int = 30, warmup:
             response.raise_for_status()
             if response.status_code == 202:
                 return None, elapsed
-            reply = response.json()
+            reply = decode_http_reply(response)
             if "error" in reply:
                 raise BridgeError(f"direct: {method} failed: {reply['error']}")
             return reply["result"], elapsed
@@ -552,7 +584,7 @@ def measure_direct(url: str, *, calls: int = 1000, rows_calls: int = 30, warmup:
         )
         response.raise_for_status()
         client.headers["mcp-session-id"] = response.headers["mcp-session-id"]
-        client.headers["mcp-protocol-version"] = response.json()["result"]["protocolVersion"]
+        client.headers["mcp-protocol-version"] = decode_http_reply(response)["result"]["protocolVersion"]
         client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}).raise_for_status()
 
         small_params = {"name": "small", "arguments": {"text": "hello"}}
@@ -560,7 +592,7 @@ def measure_direct(url: str, *, calls: int = 1000, rows_calls: int = 30, warmup:
         for _ in range(warmup):
             _check_small(post("tools/call", small_params)[0])
         for _ in range(3):
-            _check_rows(post("tools/call", rows_params)[0])
+            _check_rows(post("tools/call", rows_params)[0], rows_expected)
         small_ns = []
         for _ in range(calls):
             result, elapsed = post("tools/call", small_params)
@@ -570,7 +602,7 @@ def measure_direct(url: str, *, calls: int = 1000, rows_calls: int = 30, warmup:
         for _ in range(rows_calls):
             result, elapsed = post("tools/call", rows_params)
             rows_ns.append(elapsed)
-            _check_rows(result)
+            _check_rows(result, rows_expected)
         client.delete(url)
 
     return _summarise(

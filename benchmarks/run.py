@@ -4,28 +4,33 @@ Usage::
 
     python benchmarks/run.py [--calls N] [--rows-calls M] [--rounds R] [--warmup W]
                              [--only relay,mcp-remote,mcp-proxy] [--json results.json] [--check]
+                             [--upstream-format json|sse|both] [--rows-shape text|items|structured]
+                             [--rows-count 2000] [--upstream-chunk-size BYTES] [--upstream-nagle]
 
-One run starts one upstream (``benchmarks/upstream.py``), installs the peers if
-needed (``benchmarks/peers.py``), then, for each of R rounds, times the
-direct-HTTP baseline and drives each bridge over stdio with the same client
+One run starts one upstream (``benchmarks/upstream.py``; one per format with
+``--upstream-format both``), installs the peers if needed
+(``benchmarks/peers.py``), then, for each of R rounds, times the direct-HTTP
+baseline and drives each bridge over stdio with the same client
 (``benchmarks/driver.py``) against that same upstream, each bridge spawned
-afresh, in an order rotated every round.  The samples of all rounds are pooled
-(peak memory: the highest round).  The warm-up is long on purpose: V8's JIT
-keeps speeding mcp-remote up for several hundred calls, and a short warm-up
-would flatter relay.  A bridge that fails to start or answers wrongly is
-skipped with its reason; the others still run.
+afresh, in an order rotated every round (formats too).  The samples of all
+rounds are pooled (peak memory: the highest round).  The warm-up is long on
+purpose: V8's JIT keeps speeding mcp-remote up for several hundred calls, and
+a short warm-up would flatter relay.  A bridge that fails to start or answers
+wrongly is skipped with its reason; the others still run.
 
-It prints one table (start-up, small-call median/p90/p99, rows median, peak
-RSS), relay's ratio to the faster peer on each metric, and relay against the
-targets:
+It prints one table per upstream format (start-up, small-call
+median/p90/p99, rows median, peak RSS), relay's ratio to the faster peer on
+each metric, and relay against the targets:
 
 * small-call median <= 0.7 x the faster peer's;
 * rows median <= 0.1 x the faster peer's;
 * start-up <= 300 ms;
 * peak RSS <= 60 MB.
 
-``--check`` makes the exit status 1 when relay missed a target or, asked
-for, could not be measured.
+With ``--upstream-format both`` a last table puts each bridge's medians
+under both formats side by side.  ``--check`` makes the exit status 1 when
+relay missed a target (under any format) or, asked for, could not be
+measured.
 """
 
 from __future__ import annotations
@@ -48,8 +53,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import driver
 import peers
+import upstream
 
 UPSTREAM: Final = Path(__file__).resolve().parent / "upstream.py"
+UPSTREAM_FORMAT_TITLES: Final = {"json": "application/json", "sse": "text/event-stream (SSE)"}
 
 # (key, column title, unit format)
 METRICS: Final = (
@@ -86,9 +93,21 @@ TARGETS: Final = (
 class Upstream:
     """The benchmark's upstream server, in its own process."""
 
-    def __init__(self, server: str = "raw", timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        server: str = "raw",
+        timeout: float = 15.0,
+        *,
+        fmt: str = "json",
+        rows_shape: str = "text",
+        rows_count: int = upstream.ROWS_COUNT,
+        chunk_size: int = 0,
+        nagle: bool = False,
+    ) -> None:
+        options = ["--format", fmt, "--rows-shape", rows_shape, "--rows-count", str(rows_count)]
+        options += ["--chunk-size", str(chunk_size), *(["--nagle"] if nagle else [])]
         self.proc = subprocess.Popen(
-            [sys.executable, str(UPSTREAM), "--port", "0", "--server", server, "--exit-with-stdin"],
+            [sys.executable, str(UPSTREAM), "--port", "0", "--server", server, *options, "--exit-with-stdin"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -205,11 +224,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--upstream-server", choices=("raw", "asgi"), default="raw", help="upstream implementation"
     )
+    parser.add_argument(
+        "--upstream-format",
+        choices=(*upstream.FORMATS, "both"),
+        default="json",
+        help="responses as application/json (default) or text/event-stream; both: one table each",
+    )
+    parser.add_argument(
+        "--upstream-chunk-size",
+        type=int,
+        default=0,
+        help="the upstream sends bodies in HTTP chunks of this many bytes, one write each (default 0: whole)",
+    )
+    parser.add_argument(
+        "--upstream-nagle",
+        action="store_true",
+        help="diagnostic: the upstream clears TCP_NODELAY (Nagle on), as a careless server would",
+    )
+    parser.add_argument(
+        "--rows-shape", choices=upstream.ROWS_SHAPES, default="text", help="shape of the rows result"
+    )
+    parser.add_argument(
+        "--rows-count", type=int, default=upstream.ROWS_COUNT, help="orders in the rows result (default 2000)"
+    )
     parser.add_argument("--no-setup", action="store_true", help="do not install missing peers")
     parser.add_argument("--check", action="store_true", help="exit 1 when relay misses a target")
     args = parser.parse_args(argv)
-    if min(args.rounds, args.calls, args.rows_calls, args.startup_runs) < 1 or args.warmup < 0:
-        parser.error("--rounds, --calls, --rows-calls and --startup-runs must be at least 1")
+    if (
+        min(args.rounds, args.calls, args.rows_calls, args.startup_runs, args.rows_count) < 1
+        or args.warmup < 0
+    ):
+        parser.error("--rounds, --calls, --rows-calls, --startup-runs and --rows-count must be at least 1")
+    if args.upstream_chunk_size < 0:
+        parser.error("--upstream-chunk-size must not be negative")
+    formats = list(upstream.FORMATS) if args.upstream_format == "both" else [args.upstream_format]
+    if args.upstream_server == "asgi" and (
+        formats != ["json"] or args.upstream_chunk_size or args.upstream_nagle
+    ):
+        parser.error(
+            "--upstream-server asgi takes no --upstream-format sse/both, --upstream-chunk-size, --upstream-nagle"
+        )
 
     names = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in names if name not in peers.BRIDGES]
@@ -220,37 +274,118 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, reason in skipped.items():
         say(f"SKIPPED {name}: setup failed: {reason}")
 
-    rounds: dict[str, list[driver.Result]] = {name: [] for name in [*names, "direct-http"]}
-    upstream = Upstream(args.upstream_server)
+    # One upstream per format, all up at once: each round measures every format, so that
+    # drift on the machine is spread over the formats as well as over the bridges.
+    rounds: dict[str, dict[str, list[driver.Result]]] = {
+        fmt: {name: [] for name in [*names, "direct-http"]} for fmt in formats
+    }
+    # Setup failures count for every format; a bridge failing on one format still runs on the others.
+    failed: dict[str, dict[str, str]] = {fmt: dict(skipped) for fmt in formats}
+    upstreams: dict[str, Upstream] = {}
     try:
-        say(f"upstream ({args.upstream_server}) at {upstream.url}")
+        for fmt in formats:
+            upstreams[fmt] = Upstream(
+                args.upstream_server,
+                fmt=fmt,
+                rows_shape=args.rows_shape,
+                rows_count=args.rows_count,
+                chunk_size=args.upstream_chunk_size,
+                nagle=args.upstream_nagle,
+            )
+            say(f"upstream ({args.upstream_server}, {fmt}) at {upstreams[fmt].url}")
         for round_no in range(args.rounds):
             # Rotate the order each round so that drift on the machine is spread over the bridges.
             order = names[round_no % len(names) :] + names[: round_no % len(names)] if names else []
-            say(f"round {round_no + 1}/{args.rounds}: direct-http")
-            rounds["direct-http"].append(
-                driver.measure_direct(
-                    upstream.url, calls=args.calls, rows_calls=args.rows_calls, warmup=args.warmup
+            for fmt in formats[round_no % len(formats) :] + formats[: round_no % len(formats)]:
+                url = upstreams[fmt].url
+                say(f"round {round_no + 1}/{args.rounds}, {fmt}: direct-http")
+                rounds[fmt]["direct-http"].append(
+                    driver.measure_direct(
+                        url,
+                        calls=args.calls,
+                        rows_calls=args.rows_calls,
+                        warmup=args.warmup,
+                        rows_expected=args.rows_count,
+                    )
                 )
-            )
-            for name in order:
-                if name in skipped:
-                    continue
-                try:
-                    rounds[name].append(measure_one(name, upstream.url, args))
-                except (driver.BridgeError, OSError) as exc:
-                    skipped[name] = str(exc)
-                    say(f"SKIPPED {name}: {exc}")
+                for name in order:
+                    if name in failed[fmt]:
+                        continue
+                    try:
+                        rounds[fmt][name].append(measure_one(name, url, args))
+                    except (driver.BridgeError, OSError) as exc:
+                        failed[fmt][name] = str(exc)
+                        say(f"SKIPPED {name} ({fmt} upstream): {exc}")
     finally:
-        upstream.close()
+        for server in upstreams.values():
+            server.close()
 
+    shape = f"rows {args.rows_shape} x {args.rows_count}"
+    if args.upstream_chunk_size:
+        shape += f", chunks of {args.upstream_chunk_size} B"
+    if args.upstream_nagle:
+        shape += ", Nagle on (no TCP_NODELAY)"
+    sections: dict[str, dict[str, Any]] = {}
+    for fmt in formats:
+        sections[fmt] = report_format(fmt, names, rounds[fmt], failed[fmt], args, shape)
+    if len(formats) > 1:
+        print_format_comparison(sections)
+
+    if args.json is not None:
+        report: dict[str, Any] = {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": {
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+            },
+            "settings": {
+                "rounds": args.rounds,
+                "calls": args.calls,
+                "rows_calls": args.rows_calls,
+                "warmup": args.warmup,
+                "startup_runs": args.startup_runs,
+                "upstream": args.upstream_server,
+                "upstream_format": args.upstream_format,
+                "upstream_chunk_size": args.upstream_chunk_size,
+                "upstream_nagle": args.upstream_nagle,
+                "rows_shape": args.rows_shape,
+                "rows_count": args.rows_count,
+            },
+        }
+        if len(formats) == 1:
+            report.update(_section_json(sections[formats[0]], args.samples))
+        else:
+            report["runs"] = {fmt: _section_json(section, args.samples) for fmt, section in sections.items()}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+
+    if args.check:
+        for section in sections.values():
+            if (section["relay"] is None and "relay" in names) or any(
+                v["met"] is False for v in section["targets"]
+            ):
+                return 1
+    return 0
+
+
+def report_format(
+    fmt: str,
+    names: Sequence[str],
+    rounds: dict[str, list[driver.Result]],
+    skipped: dict[str, str],
+    args: argparse.Namespace,
+    shape: str,
+) -> dict[str, Any]:
+    """Print the table, ratios and targets of one upstream format; return them for the JSON."""
     results = [driver.pool(rounds[name]) for name in names if name not in skipped and rounds[name]]
     direct = driver.pool(rounds["direct-http"])
 
     print()
     print(
         f"{args.rounds} round(s) x ({args.calls} small + {args.rows_calls} rows calls, "
-        f"{args.startup_runs} start-ups) per bridge; upstream {args.upstream_server}"
+        f"{args.startup_runs} start-ups) per bridge; upstream {args.upstream_server}, "
+        f"{UPSTREAM_FORMAT_TITLES[fmt]}, {shape}"
     )
     print(render_table([*results, direct]))
     for name, reason in skipped.items():
@@ -275,35 +410,54 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  [{state}] {verdict['target']:<36} measured {value}")
     else:
         print("\nrelay was not measured: no ratios or targets.")
+    return {
+        "results": results,
+        "direct": direct,
+        "skipped": dict(skipped),
+        "relay": relay,
+        "ratios": relay_ratios,
+        "targets": verdicts,
+    }
 
-    if args.json is not None:
-        report = {
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": {
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "cpus": os.cpu_count(),
-            },
-            "settings": {
-                "rounds": args.rounds,
-                "calls": args.calls,
-                "rows_calls": args.rows_calls,
-                "warmup": args.warmup,
-                "startup_runs": args.startup_runs,
-                "upstream": args.upstream_server,
-            },
-            "direct_http": direct.to_json(args.samples),
-            "bridges": {r.name: r.to_json(args.samples) for r in results},
-            "skipped": skipped,
-            "relay_vs_faster_peer": relay_ratios,
-            "targets": verdicts,
-        }
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
 
-    if args.check and ((relay is None and "relay" in names) or any(v["met"] is False for v in verdicts)):
-        return 1
-    return 0
+def print_format_comparison(sections: dict[str, dict[str, Any]]) -> None:
+    """Each bridge's small and rows medians under every upstream format, side by side."""
+    formats = list(sections)
+    rows = [["bridge", *(f"{title} {fmt}" for _, title in _COMPARED for fmt in formats)]]
+    bridge_names = {
+        r.name: None for section in sections.values() for r in [*section["results"], section["direct"]]
+    }
+    for name in bridge_names:
+        cells = [name]
+        for key, _ in _COMPARED:
+            for fmt in formats:
+                section = sections[fmt]
+                found = next((r for r in [*section["results"], section["direct"]] if r.name == name), None)
+                cells.append("-" if found is None else f"{found.to_json()[key]:.3f}")
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print("\nby upstream format (medians, ms):")
+    for i, row in enumerate(rows):
+        print(
+            "  ".join(
+                c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+_COMPARED: Final = (("small_median_ms", "small p50"), ("rows_median_ms", "rows p50"))
+
+
+def _section_json(section: dict[str, Any], samples: bool) -> dict[str, Any]:
+    return {
+        "direct_http": section["direct"].to_json(samples),
+        "bridges": {r.name: r.to_json(samples) for r in section["results"]},
+        "skipped": section["skipped"],
+        "relay_vs_faster_peer": section["ratios"],
+        "targets": section["targets"],
+    }
 
 
 def measure_one(name: str, url: str, args: argparse.Namespace) -> driver.Result:
@@ -317,6 +471,7 @@ def measure_one(name: str, url: str, args: argparse.Namespace) -> driver.Result:
             calls=args.calls,
             rows_calls=args.rows_calls,
             warmup=args.warmup,
+            rows_expected=args.rows_count,
             startup_runs=args.startup_runs,
             startup_timeout=args.startup_timeout,
             env={**_base_env(), **invocation.env},

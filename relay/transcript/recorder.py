@@ -23,7 +23,6 @@ from relay.jsonrpc import Message, dumps
 from relay.paths import private_dir
 from relay.pipeline import Context
 
-
 MESSAGE_KEY = b',"message":'
 
 
