@@ -34,6 +34,7 @@ log = logging.getLogger("relay.http")
 
 ACCEPT_BOTH = "application/json, text/event-stream"
 MAX_RESUMES = 5
+STREAM_GRACE = 2.0
 # Errors only a 2026-07-28 server sends; on a probe they mean "modern server", not "legacy SSE server".
 MODERN_ERRORS = frozenset({-32020, -32021, -32022})
 
@@ -257,11 +258,14 @@ class StreamableHttpTransport:
         while True:
             broke = False
             try:
-                async for chunk in resp.aiter_raw():
-                    for event in decoder.feed(chunk):
-                        await self._on_event(event.event, event.data, event.oversize, outstanding)
-                    if not outstanding:
-                        return
+                # Once answered, the stream is read to its end (servers close it after the answer) so the
+                # connection can serve the next request; a server that keeps it open gets a short grace.
+                with anyio.CancelScope() as scope:
+                    async for chunk in resp.aiter_raw():
+                        for event in decoder.feed(chunk):
+                            await self._on_event(event.event, event.data, event.oversize, outstanding)
+                        if not outstanding and scope.deadline == math.inf:
+                            scope.deadline = anyio.current_time() + STREAM_GRACE
             except HttpError as exc:
                 broke = True
                 log.info("upstream response stream broke: %s", exc)
