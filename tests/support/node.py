@@ -169,22 +169,30 @@ def everything_sse_command(
     return NodeCommand(command.argv, command.env, url=f"http://127.0.0.1:{port}/sse")
 
 
+CONFORMANCE_SUITES: dict[str, tuple[Path, bool]] = {
+    # version -> (script under tests/node, needs Node 22)
+    "0.1.12": (CONFORMANCE_SCRIPT, False),
+    "0.1.16": (Path("node_modules/mcp-conformance-0116/dist/index.js"), True),
+    "0.2.0-alpha.12": (CONFORMANCE_NEXT_SCRIPT, True),
+}
+
+
 def conformance_command(
-    url: str, *args: str, next_suite: bool = False, node: str | Path | None = None
+    url: str, *args: str, next_suite: bool = False, version: str | None = None, node: str | Path | None = None
 ) -> NodeCommand:
     """`conformance server --url URL ARGS...` with a suite pinned in tests/node.
 
-    By default conformance 0.1.12 on the `node` on PATH; with `next_suite`, 0.2.0-alpha.12
-    (e.g. ``"--requirements", "2026-07-28"``) on `ensure_node22()` unless `node` is given.
+    `version` is one of CONFORMANCE_SUITES (default 0.1.12; `next_suite` means 0.2.0-alpha.12). The
+    suites after 0.1.12 need Node 22, which `ensure_node22()` installs unless `node` is given.
     """
     node_bin_dir()
-    if next_suite and node is None:
+    script, needs22 = CONFORMANCE_SUITES[version or ("0.2.0-alpha.12" if next_suite else "0.1.12")]
+    if needs22 and node is None:
         node = ensure_node22()
         if node is None:
             raise NodeSetupError(
-                f"conformance 0.2.x needs Node 22, and node@{NODE22_VERSION} could not be installed"
+                f"this conformance suite needs Node 22, and node@{NODE22_VERSION} could not be installed"
             )
-    script = CONFORMANCE_NEXT_SCRIPT if next_suite else CONFORMANCE_SCRIPT
     argv = [str(node or node_executable()), str(NODE_DIR / script), "server", "--url", url, *args]
     return NodeCommand(argv=argv)
 

@@ -16,11 +16,12 @@ from tests.support.processes import RELAY, ROOT, free_port, relay_env, stop, wai
 pytestmark = pytest.mark.node
 
 SUITES = {
-    "0.1.12": ((), False),
-    "0.1.12-all": (("--suite", "all"), False),
-    "0.2.0-alpha.12": ((), True),
-    "0.2.0-alpha.12-2025-11-25": (("--requirements", "2025-11-25"), True),
-    "0.2.0-alpha.12-2026-07-28": (("--requirements", "2026-07-28"), True),
+    "0.1.12": ((), "0.1.12"),
+    "0.1.12-all": (("--suite", "all"), "0.1.12"),
+    "0.1.16-all": (("--suite", "all"), "0.1.16"),
+    "0.2.0-alpha.12": ((), "0.2.0-alpha.12"),
+    "0.2.0-alpha.12-2025-11-25": (("--requirements", "2025-11-25"), "0.2.0-alpha.12"),
+    "0.2.0-alpha.12-2026-07-28": (("--requirements", "2026-07-28"), "0.2.0-alpha.12"),
 }
 _LINE = re.compile(r"^[✓✗!]\s+(\S+): (\d+) passed, (\d+) failed", re.M)
 
@@ -46,8 +47,8 @@ def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     assert "Traceback" not in log and "error" not in log.lower(), log
 
 
-def run_suite(url: str, args: tuple[str, ...], next_suite: bool) -> dict[str, tuple[int, int]]:
-    cmd = conformance_command(url, *args, next_suite=next_suite)
+def run_suite(url: str, args: tuple[str, ...], version: str) -> dict[str, tuple[int, int]]:
+    cmd = conformance_command(url, *args, version=version)
     out = subprocess.run(cmd.argv, env=cmd.environ(), capture_output=True, text=True, timeout=600, cwd=ROOT)
     results = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in _LINE.finditer(out.stdout)}
     assert results, f"no scenario results:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
@@ -56,10 +57,10 @@ def run_suite(url: str, args: tuple[str, ...], next_suite: bool) -> dict[str, tu
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
 def test_relay_passes_what_the_server_passes(urls: tuple[str, str], suite: str) -> None:
-    args, next_suite = SUITES[suite]
+    args, version = SUITES[suite]
     straight_url, relayed_url = urls
-    straight = run_suite(straight_url, args, next_suite)
-    relayed = run_suite(relayed_url, args, next_suite)
+    straight = run_suite(straight_url, args, version)
+    relayed = run_suite(relayed_url, args, version)
     assert set(relayed) == set(straight)
     worse = {name: (straight[name], relayed[name]) for name in straight
              if relayed[name][0] < straight[name][0] or relayed[name][1] > straight[name][1]}
