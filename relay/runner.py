@@ -85,6 +85,15 @@ async def _run_session(target: Target, client: Transport) -> None:
 
 async def run_stdio(target: Target) -> None:
     """`relay run`: the MCP client on our stdin/stdout."""
+    import sys
+
+    if sys.stdin.isatty():
+        from relay.console import console
+
+        console().print(
+            f"relay: relaying MCP for {target.server.describe()} on this terminal's stdin/stdout. "
+            "Assistants start `relay run` themselves; see the README to register it. Ctrl-D ends the session.",
+            markup=False, highlight=False)
     client = StdioClientTransport(target.max_message_bytes)
     try:
         await _run_session(target, client)

@@ -226,33 +226,28 @@ class ListenApp:
 
     def _stateless_session(self) -> ListenSession:
         if self._stateless is None or self._stateless.closed.is_set():
-            session = ListenSession(None)
-            self._stateless = session
-
-            async def run() -> None:
-                try:
-                    await self.run_session(session)
-                except Exception as exc:
-                    log.error("stateless session ended: %s", exc)
-                finally:
-                    session.end()
-
-            self.tg.start_soon(run)
+            self._stateless = self._start(ListenSession(None))
         return self._stateless
 
     def _new_session(self, legacy: bool = False) -> ListenSession:
-        session = ListenSession(secrets.token_urlsafe(24), legacy=legacy)
+        session = self._start(ListenSession(secrets.token_urlsafe(24), legacy=legacy))
         assert session.id is not None
         self.sessions[session.id] = session
+        return session
+
+    def _start(self, session: ListenSession) -> ListenSession:
+        """Run a relay session (with its own upstream connection) for this client session."""
 
         async def run() -> None:
             try:
                 await self.run_session(session)
             except Exception as exc:
+                # The upstream's failure reached this client's pending requests as errors already.
                 log.error("session ended: %s", exc)
             finally:
                 session.end()
-                self.sessions.pop(session.id or "", None)
+                if session.id is not None:
+                    self.sessions.pop(session.id, None)
 
         self.tg.start_soon(run)
         return session
