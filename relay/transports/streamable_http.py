@@ -8,6 +8,7 @@ forgets the session (404).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Any
@@ -189,6 +190,9 @@ class StreamableHttpTransport:
             if sid is not None and msg.method == "initialize":
                 self.session_id = sid
             if not ids:
+                # Read the (empty) answer to the end, so the connection serves the next request.
+                with contextlib.suppress(BodyTooLarge):
+                    await resp.read(64 * 1024)
                 return
             ctype = resp.headers.get("content-type", "")
             if ctype.startswith("text/event-stream"):
