@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 TRANSPORTS = ("auto", "streamable-http", "sse", "stdio")
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-RESERVED_SECTIONS = ("masking", "identities", "approvals", "collector")
+RESERVED_SECTIONS = ("identities", "approvals", "collector")
+PAN_MODES = ("last4", "bin_last4", "token", "redact")
+CLIENT_MODES = ("pass", "mask", "block")
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,31 @@ class TranscriptConfig:
 
 
 @dataclass(frozen=True)
+class MaskingRule:
+    """An organisation's own sensitive field: a regex and its replacement, and/or JSON key names."""
+
+    name: str
+    replace: str
+    pattern: str | None = None
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    # Off only with `unsafe_disable: true`: a relay that passes card data must say so every time.
+    enabled: bool = True
+    pan: str = "last4"
+    client_requests: str = "pass"
+    rules: tuple[MaskingRule, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     servers: Mapping[str, ServerConfig] = field(default_factory=dict)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     transcripts: TranscriptConfig = field(default_factory=TranscriptConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
 
     def server(self, name: str) -> ServerConfig:
         try:
@@ -247,7 +269,43 @@ def _server(r: _Reader, name: str, node: _Node) -> ServerConfig:
     )
 
 
-_TOP_KEYS = ("servers", "relay", "transcripts", *RESERVED_SECTIONS)
+_TOP_KEYS = ("servers", "relay", "transcripts", "masking", *RESERVED_SECTIONS)
+
+
+def _masking(r: _Reader, node: _Node) -> MaskingConfig:
+    m = r.mapping(node, "masking", ("unsafe_disable", "pan", "client_requests", "rules"))
+    rules: list[MaskingRule] = []
+    if "rules" in m:
+        if not isinstance(m["rules"].value, list):
+            raise r.fail(m["rules"], "masking.rules", "expected a list of rules")
+        for i, item in enumerate(m["rules"].value):
+            key = f"masking.rules[{i}]"
+            rule = r.mapping(item, key, ("name", "pattern", "replace", "keys"))
+            if "name" not in rule:
+                raise r.fail(item, key, "a rule needs a 'name' (it names the rule in transcripts)")
+            pattern = r.string(rule["pattern"], f"{key}.pattern") if "pattern" in rule else None
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise r.fail(rule["pattern"], f"{key}.pattern", f"not a valid regular expression: {exc}") from None
+            keys: list[str] = []
+            if "keys" in rule:
+                if not isinstance(rule["keys"].value, list):
+                    raise r.fail(rule["keys"], f"{key}.keys", "expected a list of key names")
+                keys = [r.string(k, f"{key}.keys") for k in rule["keys"].value]
+            if pattern is None and not keys:
+                raise r.fail(item, key, "a rule needs a 'pattern' or 'keys'")
+            name = r.string(rule["name"], f"{key}.name")
+            replace = r.string(rule["replace"], f"{key}.replace") if "replace" in rule else f"[{name.upper()} REDACTED]"
+            rules.append(MaskingRule(name=name, replace=replace, pattern=pattern, keys=tuple(keys)))
+    return MaskingConfig(
+        enabled=not (r.boolean(m["unsafe_disable"], "masking.unsafe_disable") if "unsafe_disable" in m else False),
+        pan=r.choice(m["pan"], "masking.pan", PAN_MODES) if "pan" in m else "last4",
+        client_requests=(r.choice(m["client_requests"], "masking.client_requests", CLIENT_MODES)
+                         if "client_requests" in m else "pass"),
+        rules=tuple(rules),
+    )
 
 
 def _build(r: _Reader, root: _Node) -> Config:
@@ -268,11 +326,13 @@ def _build(r: _Reader, root: _Node) -> Config:
             enabled=r.boolean(t["enabled"], "transcripts.enabled") if "enabled" in t else True,
             dir=Path(r.string(t["dir"], "transcripts.dir")).expanduser() if "dir" in t else None,
         )
+    masking = _masking(r, top["masking"]) if "masking" in top else MaskingConfig()
     for section in RESERVED_SECTIONS:
         if section in top and top[section].value:
             raise r.fail(top[section], section, "is not supported by this version of relay yet",
                          hint="leave the section empty or remove it")
-    return Config(path=r.path, servers=servers, max_message_bytes=max_bytes, transcripts=transcripts)
+    return Config(path=r.path, servers=servers, max_message_bytes=max_bytes, transcripts=transcripts,
+                  masking=masking)
 
 
 def parse(text: str, path: Path | None = None) -> Config:

@@ -36,6 +36,9 @@ class Context:
     request: Message | None = None
     # Metadata guards attach for later guards (e.g. masking actions for the recorder); never clear data.
     notes: list[dict[str, Any]] = field(default_factory=list)
+    # What transcripts store in place of the message, when that differs from what is forwarded
+    # (a request passed to the server as sent, recorded masked).
+    record: Message | None = None
 
     @property
     def method(self) -> str | None:

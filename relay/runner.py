@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
-from relay.config import Config, ServerConfig
+from relay.config import Config, MaskingConfig, ServerConfig
 from relay.errors import UsageError
 from relay.guards import ChainOptions, build_chain
 from relay.jsonrpc import Direction
@@ -33,6 +33,7 @@ class Target:
     server: ServerConfig
     transcript_dir: Path | None
     max_message_bytes: int
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
 
 
 def resolve_server(config: Config, name: str | None, url: str | None, command: list[str],
@@ -70,7 +71,8 @@ def _label(url: str) -> str:
 
 def _chain(target: Target) -> Pipeline:
     return build_chain(ChainOptions(
-        session_id=new_session_id(), server=target.server.name, transcript_dir=target.transcript_dir))
+        session_id=new_session_id(), server=target.server.name, transcript_dir=target.transcript_dir,
+        masking=target.masking))
 
 
 async def _run_session(target: Target, client: Transport) -> None:

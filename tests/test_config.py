@@ -304,13 +304,32 @@ def test_yaml_tags_that_cannot_be_constructed_are_config_errors(value: str, cfg_
     assert err.message.startswith(f"{cfg_path}:3:")
 
 
-@pytest.mark.parametrize("section", ["masking", "identities", "approvals", "collector"])
+@pytest.mark.parametrize("section", ["identities", "approvals", "collector"])
 def test_reserved_sections_must_be_empty(section: str, cfg_path: Path) -> None:
     assert parse(f"{section}:\n", cfg_path).servers == {}
     assert parse(f"{section}: {{}}\n", cfg_path).servers == {}
     err = fails(f"{section}:\n  anything: true\n", cfg_path)
     assert err.message.startswith(f"{cfg_path}:2: {section}: is not supported by this version of relay yet")
     assert err.hint == "leave the section empty or remove it"
+
+
+def test_masking_is_on_by_default_and_configurable(cfg_path: Path) -> None:
+    assert parse("servers: {}\n", cfg_path).masking.enabled
+    cfg = parse("masking:\n  pan: bin_last4\n  client_requests: block\n  rules:\n"
+                "    - {name: acct, pattern: 'ACCT-\\d+', replace: '[A]'}\n    - {name: ssn, keys: [ssn]}\n", cfg_path)
+    assert (cfg.masking.pan, cfg.masking.client_requests) == ("bin_last4", "block")
+    assert [r.name for r in cfg.masking.rules] == ["acct", "ssn"] and cfg.masking.rules[1].replace == "[SSN REDACTED]"
+    assert not parse("masking:\n  unsafe_disable: true\n", cfg_path).masking.enabled
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("masking:\n  pan: last5\n", "masking.pan: 'last5' is not valid"),
+    ("masking:\n  enabled: false\n", "masking.enabled: unknown key"),
+    ("masking:\n  rules:\n    - {name: x, pattern: '('}\n", "masking.rules[0].pattern: not a valid regular expression"),
+    ("masking:\n  rules:\n    - {name: x}\n", "masking.rules[0]: a rule needs a 'pattern' or 'keys'"),
+])
+def test_masking_config_errors(text: str, problem: str, cfg_path: Path) -> None:
+    assert problem in fails(text, cfg_path).message
 
 
 @pytest.mark.parametrize(("text", "key", "got"), [

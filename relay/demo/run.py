@@ -54,8 +54,16 @@ async def run_demo(transcript_dir: Path | None) -> None:
     transcripts = sorted(directory.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
     if transcripts:
         latest = transcripts[-1]
-        records = sum(1 for _ in latest.open("rb"))
+        masked: dict[str, int] = {}
+        records = 0
+        for line in latest.open("rb"):
+            records += 1
+            for note in json.loads(line).get("notes", []):
+                for action in note.get("actions", []):
+                    masked[action["rule"]] = masked.get(action["rule"], 0) + action["count"]
         out.print(f"Transcript: [bold]{escape(str(latest))}[/] ({records} records, mode 0600): "
-                  "every message, both directions, written before it was forwarded.")
-    out.print("[yellow]Card masking, signed transcripts and approvals are not in this version yet: "
-              "the card numbers above reached the agent in clear.[/]")
+                  "every message, both directions, masked, written before it was forwarded.")
+        if masked:
+            out.print("Masked in this session: " + ", ".join(f"{n} x {rule}" for rule, n in sorted(masked.items())))
+    out.print("Card numbers reached the agent masked (last four digits only), the CVV not at all; the server "
+              "sent them in clear. Signed transcripts and approvals are not in this version yet.")

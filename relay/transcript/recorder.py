@@ -115,7 +115,7 @@ class Recorder:
                 record["tool"] = tool
         if ctx.notes:
             record["notes"] = ctx.notes
-        self._write(record, msg.raw)
+        self._write(record, (ctx.record or msg).raw)
         return msg
 
     def on_event(self, event: dict[str, Any]) -> None:

@@ -1,0 +1,57 @@
+"""How a detected card value is shown to the agent: last4, bin_last4, token or redact; SAD is always removed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Literal
+
+PanMode = Literal["last4", "bin_last4", "token", "redact"]
+PAN_MODES: tuple[PanMode, ...] = ("last4", "bin_last4", "token", "redact")
+
+_SAD_LABEL = {
+    "track1": "TRACK DATA", "track2": "TRACK DATA", "emv_track2": "TRACK DATA", "cvv": "CVV", "pin": "PIN",
+}
+
+
+def _keep_digits(original: str, keep: set[int]) -> str:
+    """The original text with every decimal digit replaced by '*' except the digit positions in `keep`."""
+    out = []
+    n = 0
+    for ch in original:
+        if ch.isdecimal():
+            out.append(ch if n in keep else "*")
+            n += 1
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def pan_token(digits: str, key: bytes) -> str:
+    """A keyed, stable token for a PAN (HMAC-SHA256; PCI DSS 3.5.1.1 wants hashes of PANs keyed)."""
+    return hmac.new(key, digits.encode("ascii"), hashlib.sha256).hexdigest()[:12]
+
+
+def mask_pan(original: str, digits: str, mode: PanMode, key: bytes | None = None) -> str:
+    """`original` is the PAN as written (separators and all); `digits` its ASCII digits."""
+    count = len(digits)
+    contiguous = original == digits  # the common case, done without a loop
+    if mode == "last4":
+        if contiguous:
+            return "*" * (count - 4) + digits[-4:]
+        return _keep_digits(original, set(range(count - 4, count)))
+    if mode == "bin_last4":
+        # The most PCI DSS 3.4.1 allows to be displayed: the first six and the last four.
+        if contiguous:
+            return digits[:6] + "*" * (count - 10) + digits[-4:]
+        return _keep_digits(original, {*range(6), *range(count - 4, count)})
+    if mode == "token":
+        if key is None:
+            raise ValueError("token mode needs a key")
+        return f"[card ****{digits[-4:]} tok_{pan_token(digits, key)}]"
+    return "[PAN REDACTED]"
+
+
+def redact_sad(kind: str) -> str:
+    """Sensitive authentication data is never shown, not even in part (PCI DSS 3.3.1)."""
+    return f"[{_SAD_LABEL.get(kind, kind.upper())} REDACTED]"
