@@ -42,7 +42,8 @@ from relay.masking.iin import MAX_LENGTH, MIN_LENGTH, RANGES
 #   candidate that ends last ("3000 4111 1111 1111 1111" is one span, card 4111111111111111).
 # - Decimal numbers are not cards: no PAN starts right after "<digit>." (a fraction), and two groups joined
 #   by one dot ("4111.123456789012") are a decimal number. Three dots ("4111.1111.1111.1111") are a card.
-# - A chain introduced by "+" is a phone number ("+4930123456789" is E.164, not a 13-digit Visa).
+# - A chain introduced by "+" with at most 15 digits is a phone number ("+4930123456789" is E.164, not a
+#   13-digit Visa).
 # - A contiguous 12- or 13-digit run with a valid GS1 check digit is an EAN/UPC barcode.
 # - A digit run inside an all-hex token of 16+ characters that has a letter (ids, keys, md5/sha hashes) is
 #   hex, not a card; so is "4111111111111111abc" (a card glued only to hex letters a-f). Runs inside a UUID
@@ -212,10 +213,10 @@ _DIGIT_BYTES = b"0123456789"
 # brand digits are rare, every "B" is tried and a lookbehind rejects those inside a run; where they are
 # dense, two passes look for the literal pairs "xB" and " B", which the regex engine scans for without
 # trying every digit (3 to 5 times faster on logs and CSV).
-# Exact mode (no "%" and no non-ASCII separator in the text): the classes follow the exact chain regex
-# character for character, so a match IS a chain, greedy to its end. Loose mode: runs of up to 3
-# separator bytes (a non-ASCII separator) and any %XX escape separate groups too, and the exact regex
-# finds where the chain ends.
+# Exact mode (no "%", no &nbsp;-style separator and no non-ASCII separator in the text): the classes
+# follow the exact chain regex character for character, so a match IS a chain, greedy to its end. Loose
+# mode: runs of up to 3 separator bytes (a non-ASCII separator), any %XX escape and any short &...; entity
+# separate groups too, and the exact regex finds where each chain ends.
 # (The tail is written for speed: a lookahead of single-character repeats rejects short numbers before
 # anything else is tried, and the chain is then taken a whole group at a time. A chain with fewer than 12
 # digits can pass the lookahead; the PAN rules drop it.)
@@ -240,20 +241,20 @@ _HTML_SEPS = re.compile(rb"&(?:nbsp|#160|#[xX][aA]0|#32|#[xX]20);")
 class _Hot:
     """Where chains may be, from the byte-class pass over one text."""
 
-    __slots__ = ("ends", "has_digits", "starts", "uni_seps")
+    __slots__ = ("exact", "has_digits", "spans", "uni_seps")
 
     def __init__(
-        self, starts: list[int] | None, ends: list[int] | None, uni_seps: bool, has_digits: bool
+        self, spans: list[tuple[int, int]] | None, exact: bool, uni_seps: bool, has_digits: bool
     ) -> None:
-        self.starts = starts  # None: only the exact Unicode regex over the whole text will do
-        self.ends = ends  # exact mode: the chain ends; None: the exact regex finds them
+        self.spans = spans  # (start, end) of candidate chains; None: the exact Unicode regex over it all
+        self.exact = exact  # the spans are the chains; else only the starts count, the exact regex ends them
         self.uni_seps = uni_seps  # the text has non-ASCII separators
         self.has_digits = has_digits  # no digits, no keyword values either
 
 
-_UNICODE_PATH = _Hot(None, None, True, True)
-_NO_DIGITS = _Hot([], [], False, False)  # fewer than 3 digits: no PAN, no CVV, no PIN
-_FEW_DIGITS = _Hot([], [], False, True)  # fewer than 12 digits: no PAN, but maybe a CVV or PIN
+_UNICODE_PATH = _Hot(None, False, True, True)
+_NO_DIGITS = _Hot([], True, False, False)  # fewer than 3 digits: no PAN, no CVV, no PIN
+_FEW_DIGITS = _Hot([], True, False, True)  # fewer than 12 digits: no PAN, but maybe a CVV or PIN
 _BLOCK = 1 << 16
 
 
@@ -274,7 +275,7 @@ def _hot(text: str) -> _Hot:
     html = b"&" in raw and _HTML_SEPS.search(raw) is not None
     classes = b"x" + raw.translate(_CLASS_TABLES[uni_seps, html])
     if b"B" not in classes:
-        return _Hot([], [], uni_seps, b"d" in classes)
+        return _Hot([], True, uni_seps, b"d" in classes)
     exact = not uni_seps and not html and b"P" not in classes
     spans: list[tuple[int, int]] = []
     # Blocks of about 64 KiB, each cut at an "other" byte that no chain crosses (nor a %XX escape), so that
@@ -290,13 +291,11 @@ def _hot(text: str) -> _Hot:
         if classes.find(b"B", pos, end) >= 0:
             _block_spans(classes, pos, end, exact, spans)
         pos = end
-    starts = [a for a, _ in spans]
-    ends = [b for _, b in spans] if exact else None
     if spans and len(raw) != len(text):
-        starts = _bytes_to_chars(raw, starts)
-        if ends is not None:
-            ends = _bytes_to_chars(raw, ends)
-    return _Hot(starts, ends, uni_seps, True)
+        starts = _bytes_to_chars(raw, [a for a, _ in spans])
+        ends = _bytes_to_chars(raw, [b for _, b in spans]) if exact else starts
+        spans = list(zip(starts, ends, strict=True))
+    return _Hot(spans, exact, uni_seps, True)
 
 
 def _block_spans(classes: bytes, pos: int, end: int, exact: bool, spans: list[tuple[int, int]]) -> None:
@@ -310,7 +309,7 @@ def _block_spans(classes: bytes, pos: int, end: int, exact: bool, spans: list[tu
     found += [(m.start(), m.end() - 1) for m in after_sep.finditer(classes, pos, end)]
     if not exact:
         found += [
-            (m.start() + (2 if m.group(1) else 0), -1)
+            (m.start() + (2 if m.group(1) else 0), m.end() - 1)
             for m in _LOOSE_AFTER_PERCENT.finditer(classes, pos, end)
         ]
     found.sort()
@@ -338,6 +337,7 @@ _TRACK1_TAIL = re.compile(r"\^[^\^\r\n]{0,26}\^(?:\d{7}|\d{4}\^|\^\d{3})(?:[0-9 
 _TRACK2_TAIL = re.compile(r"=(?:\d{7}|\d{4}=|=\d{3})\d*\??")
 _EMV_TAIL = re.compile(r"[Dd]\d{7}[0-9A-Fa-f]*")
 _EMV_HEADER = re.compile(r"57[0-9A-Fa-f]{2}")  # EMV tag 57 (track 2 equivalent data) and its length
+_TRACK_NEXT = frozenset("=^Dd")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _HEX_LETTERS = frozenset("abcdefABCDEF")
 _HEX_OR_DASH = frozenset("0123456789abcdefABCDEF-")
@@ -346,6 +346,9 @@ _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}
 _IBAN = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?:[ \-\u00a0]?[0-9A-Z]){11,30}")
 _IBAN_SEPS = re.compile(r"[ \-\u00a0]")
 _IBAN_BEFORE = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# The neighbours of a contiguous run of 14+ digits for which a rule of _pan_context_ok can apply.
+_CONTEXT_PREV = _HEX_OR_DASH | _IBAN_BEFORE | _SEP_CHARS | _HEX_LETTERS
+_CONTEXT_NEXT = _HEX_OR_DASH
 
 # A digit group: (start, end, ASCII digits).
 _Group = tuple[int, int, str]
@@ -412,7 +415,7 @@ def _iban_valid(iban: str) -> bool:
 def _pan_context_ok(text: str, start: int, end: int, digits: str, contiguous: bool) -> bool:
     """The exclusions that need the surrounding text (barcodes, hex strings, UUIDs, IBANs)."""
     prev = text[start - 1] if start > 0 else ""
-    nxt = text[end] if end < len(text) else ""
+    nxt = text[end : end + 1]
     if contiguous:
         if len(digits) <= 13 and _gs1_valid(digits):
             return False
@@ -492,9 +495,11 @@ def _chain(text: str, s: int, e: int, ascii_text: bool, out: list[Finding]) -> i
         if prev == "+" or before.isdecimal():
             start = _chain_start(text, s)
             if start > 0 and text[start - 1] == "+" and not (start >= 2 and text[start - 2].isdecimal()):
-                return e  # "+49 30 1234..." / "+4930123456789": a phone number
+                # "+49 30 1234...", "+4930123456789": a phone number, if it is short enough for E.164.
+                if sum(c.isdecimal() for c in text[start:e]) <= 15:
+                    return e
             dot_before = prev in _DOT_SET and before.isdecimal()
-    track_next = e < len(text) and text[e] in "=^Dd"
+    track_next = text[e : e + 1] in _TRACK_NEXT
 
     chunk = text[s:e]
     if chunk.isdecimal():
@@ -510,11 +515,15 @@ def _chain(text: str, s: int, e: int, ascii_text: bool, out: list[Finding]) -> i
             mask = _LEN4.get(digits[:4], 0)  # is_pan(), inlined: this is the hot path of card-dense text
             if mask & 1:
                 mask |= _LEN6.get(digits[:6], 0)
-            if (mask >> n) & 1 and _luhn(digits) and _pan_context_ok(text, s, e, digits, True):
-                out.append(_finding(s, e, "pan", digits))
+            if (mask >> n) & 1 and _luhn(digits):
+                nxt = text[e : e + 1]
+                if (n > 13 and prev not in _CONTEXT_PREV and nxt not in _CONTEXT_NEXT) or _pan_context_ok(
+                    text, s, e, digits, True
+                ):
+                    out.append(_finding(s, e, "pan", digits))
         return e
 
-    if ascii_text and not track_next and not dot_before and chunk.isascii():
+    if ascii_text and not track_next and not dot_before:
         # The common grouped case: the whole chain is one PAN ("4111 1111 1111 1111", "3782 822463 10005"),
         # ASCII separators only. With single-character separators, len(chunk) - len(digits) is their count.
         digits = chunk.encode().translate(None, b" .-+").decode()
@@ -581,8 +590,8 @@ def _chain(text: str, s: int, e: int, ascii_text: bool, out: list[Finding]) -> i
 
 
 def _scan_chains(text: str, hot: _Hot, out: list[Finding]) -> None:
-    starts = hot.starts
-    if starts is None:
+    spans = hot.spans
+    if spans is None:
         pos = 0
         search = _CHAIN_UNI.search
         while (m := search(text, pos)) is not None:
@@ -591,14 +600,14 @@ def _scan_chains(text: str, hot: _Hot, out: list[Finding]) -> None:
             )
         return
     done = 0
-    if hot.ends is not None:
-        for s, e in zip(starts, hot.ends, strict=True):
+    if hot.exact:
+        for s, e in spans:
             if s >= done:
                 done = _chain(text, s, e, True, out)
         return
     regex = _CHAIN_UNI if hot.uni_seps else _CHAIN_ASCII
     match = regex.match
-    for p in starts:
+    for p, _ in spans:
         if p < done:
             continue
         end = _chain_after_escape(text, p, regex, True, out)
@@ -806,10 +815,10 @@ def may_contain(text: str) -> bool:
     if "\\" in text and _ESCAPED_DIGIT.search(text):
         return True
     hot = _hot(text)
-    if hot.starts is None:
+    if hot.spans is None:
         if _CHAIN_UNI.search(text):
             return True
-    elif hot.starts:
+    elif hot.spans:
         return True
     return hot.has_digits and _any_keyword(text, _lower(text))
 

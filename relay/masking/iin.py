@@ -9,11 +9,12 @@ This is data, kept in one place so that a reviewer can check it against its sour
 - CyberSource, "Card Type Identification" in the test-data guide
   (https://developer.cybersource.com/docs/cybs/en-us/test-data/developer/all/so/test-data/best_practices_intro/card_type_id.html).
 
-Where the sources disagree the table takes the union, because a card relay fails when it leaks one card
-number: Maestro is "50, 56-69" (CyberSource, and Adyen's Maestro test cards 6000 0707 ..., 6799 9989 ...
-need it), not only Wikipedia's nine 4-digit prefixes. Two ranges are left out on purpose: JCB's obsolete
-15-digit 1800 and 2131 (1800 would turn 19-digit Twitter/X ids and 2027+ nanosecond timestamps into "cards"),
-and 15-digit Visa (no source lists it, and 15-digit Luhn-valid IMEIs starting 44/45/49 would match).
+Where the sources disagree the table mostly takes the union, because a card relay fails when it leaks one
+card number: Maestro is "50, 56-69" (CyberSource; Adyen's Maestro test cards 6000 0707 ... and 6799 9989 ...
+need it), not only Wikipedia's nine 4-digit prefixes. Left out on purpose, because a false positive
+corrupts data: JCB's obsolete 1800 and 2131 (1800 would turn 19-digit Twitter/X ids and 2027+ nanosecond
+timestamps into cards), and Visa lengths 14, 15 and 17 (CyberSource says "up to 19"; Wikipedia and
+Braintree list 13, 16, 18, 19; 15-digit IMEIs, Luhn-valid by design, start with 44, 45 or 49).
 """
 
 from __future__ import annotations

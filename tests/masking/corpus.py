@@ -19,8 +19,8 @@ from typing import Protocol
 
 # Published test card numbers. Every number is checked (Luhn and brand) in test_detect.py.
 #
-# Stripe, "Testing" > "Cards by brand" (https://docs.stripe.com/testing#cards), plus the older Diners/JCB
-# numbers Stripe listed before (still accepted in test mode).
+# Stripe, "Testing" > "Cards by brand" (https://docs.stripe.com/testing#cards); 4012888888881881,
+# 30569309025904, 38520000023237 and 3530111333300000 are from earlier versions of that page.
 STRIPE = [
     "4242424242424242",  # Visa
     "4000056655665556",  # Visa (debit)
@@ -47,9 +47,10 @@ STRIPE = [
 ]
 # Adyen, "Test card numbers" (https://docs.adyen.com/development-resources/test-cards-and-credentials/
 # test-card-numbers) and the point-of-sale test cards v1-v3
-# (https://docs.adyen.com/point-of-sale/testing-pos-payments/test-card-v2).
+# (https://docs.adyen.com/point-of-sale/testing-pos-payments/test-card-v1, -v2, -v3).
 ADYEN = [
     "4111111145551142",  # Visa
+    "4400000000000008",  # Visa (AVS)
     "4988438843884305",  # Visa
     "4166676667666746",  # Visa
     "4646464646464644",  # Visa
@@ -63,6 +64,7 @@ ADYEN = [
     "5100290029002909",  # Mastercard
     "370000000000002",  # American Express
     "374245455400126",  # American Express
+    "374251018720018",  # American Express (AVS)
     "36006666333344",  # Diners
     "36070500001020",  # Diners
     "6011601160116611",  # Discover
@@ -70,7 +72,7 @@ ADYEN = [
     "3569990010095841",  # JCB
     "6771798021000008",  # Maestro
     "6250946000000016",  # UnionPay
-    "6243030000000001",  # UnionPay
+    "6243030000000001",  # POS test card v2, CNY application (a UnionPay range)
     "8171999927660000",  # UnionPay
     "8171999900000000021",  # UnionPay (19 digits)
     "4035501000000008",  # Cartes Bancaires (Visa co-badged)
@@ -82,6 +84,9 @@ ADYEN = [
     "4151500000000008",  # POS test card: Visa (MSR)
     "6000070736169237003",  # POS test card: Maestro (19 digits)
     "6799998900000099990",  # POS test card v1: Maestro (19 digits)
+    "6799998900000999991",  # POS test card v1: Maestro (19 digits)
+    "5413330089999990",  # POS test card v1: Mastercard
+    "5413330089020037",  # POS test card v1: Mastercard (MSR)
     "4111110007020006",  # POS test card v3: Visa
 ]
 # Braintree, "Testing and Go Live" > "Credit card numbers"

@@ -168,7 +168,7 @@ def test_long_texts_lose_no_card_between_blocks(extra: str, exact: bool) -> None
             texts.append("1234567890 " * rng.randint(50, 500))  # dense digits, no card
     joined = "\n".join(texts)
     hot = _hot(joined)
-    assert hot.starts is not None and (hot.ends is not None) == exact  # the path this test is about
+    assert hot.spans is not None and hot.exact == exact  # the path this test is about
     found = scan(joined)
     assert labels(found) == [label for t in texts for label in labels(scan(t))]
     assert spans_ok(joined, found)
@@ -226,6 +226,12 @@ def test_phone_numbers_introduced_by_plus_are_not_cards() -> None:
     assert scan(f"+{number}") == []
     assert scan(f"call +49 {number[2:]}") == []
     assert labels(scan(f"tel {number}")) == [number]  # without the plus it could be a card
+    maestro = luhn_complete("67591234567")
+    assert is_pan(maestro)
+    spaced = f"{maestro[:4]} {maestro[4:8]} {maestro[8:]}"
+    assert scan(f"+1 {spaced}") == []  # the chain starts at "+1": 13 digits, a phone number
+    assert labels(scan(f"ref 1 {spaced}")) == [maestro]
+    assert labels(scan("+49 4111 1111 1111 1111")) == ["4111111111111111"]  # 18 digits: too long for E.164
 
 
 def test_gs1_barcodes_of_12_and_13_digits_are_not_cards() -> None:
@@ -241,7 +247,8 @@ def test_gs1_barcodes_of_12_and_13_digits_are_not_cards() -> None:
 
 def test_hex_strings_hashes_uuids_and_ibans_are_left_alone() -> None:
     assert scan("sha ab4111111111111111cd") == []
-    assert scan("x" + "f" * 10 + "4111111111111111" + "0" * 6) == []  # 32-char hex token
+    assert scan("sha " + "f" * 10 + "4111111111111111" + "e" * 6) == []  # a 32-character hex token
+    assert scan("id 4111111111111111e") == []  # all hex, 17 characters: an id, not a card glued to "e"
     assert labels(scan("x4111111111111111y")) == ["4111111111111111"]  # not hex letters
     assert labels(scan("card:4111111111111111exp")) == ["4111111111111111"]
     assert labels(scan("q=%3A4111111111111111")) == ["4111111111111111"]  # %3A is an escape, not hex
