@@ -21,7 +21,13 @@ _TOP_SKIP = frozenset({"jsonrpc", "id", "method"})
 _PARAM_SKIP = frozenset({"progressToken", "requestId"})
 _DIGIT = re.compile(r"\d")
 # Every key detect.sensitive_key() accepts contains one of these (a superset: a false hit only costs a walk).
-_SAD_KEY_HINT = re.compile(r"cv|csc|cav|pin|securit|verif|valid|identif|cid|code", re.I)
+_SAD_KEY_WORDS = ("cv", "csc", "cav", "pin", "securit", "verif", "valid", "identif", "cid", "code")
+
+
+def _sad_key_hint(text: str) -> bool:
+    # Plain substring tests on the lower-cased text: far faster than a case-insensitive regex alternation.
+    lowered = text.lower()
+    return any(word in lowered for word in _SAD_KEY_WORDS)
 _TEXT_MIME = re.compile(r"^(text/|application/(json|xml|csv|x-ndjson|yaml|x-yaml|javascript)|.*\+(json|xml)$)", re.I)
 
 
@@ -63,7 +69,7 @@ class Masker:
         # The pre-filter reads the raw text once. It must let through everything a detector could act on:
         # base64 blobs hide their text from it, and a CVV or PIN key marks its value whatever the value is.
         raw = msg.raw.decode("utf-8")
-        if (not self._key_rules and b'"blob"' not in msg.raw and _SAD_KEY_HINT.search(raw) is None
+        if (not self._key_rules and b'"blob"' not in msg.raw and not _sad_key_hint(raw)
                 and not self._may_contain(raw)):
             return msg, []
         actions: dict[tuple[str, str], int] = {}
