@@ -30,7 +30,20 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_loads = json.JSONDecoder(parse_constant=_no_constant).decode
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A duplicate key means two readers may see two different messages: the masker would check the value
+    # Python keeps (the last) while a client that keeps the first gets the other, unmasked. Refuse it.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {json.dumps(key)[:80]} in an object")
+            seen.add(key)
+    return obj
+
+
+_loads = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_unique_keys).decode
 
 
 class Direction(enum.Enum):

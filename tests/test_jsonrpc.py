@@ -253,3 +253,15 @@ def test_dumps_is_compact_and_refuses_nan() -> None:
     assert dumps({"a": [1, "é"]}) == '{"a":[1,"é"]}'
     with pytest.raises(ValueError):
         dumps(float("nan"))
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"jsonrpc":"2.0","id":1,"result":{"text":"4111111111111111","text":"safe"}}',
+    b'{"jsonrpc":"2.0","id":1,"id":2,"result":{}}',
+    b'[{"jsonrpc":"2.0","method":"a","params":{"x":{"k":1,"k":2}}}]',
+])
+def test_duplicate_keys_are_a_parse_failure(raw: bytes) -> None:
+    # JSON with a duplicate key reads differently in different parsers: the value relay checks may not be
+    # the value the receiver uses. Relay refuses such a message rather than guess.
+    with pytest.raises(ParseFailure, match="duplicate key"):
+        Message.parse(raw, Direction.SERVER_TO_CLIENT)
