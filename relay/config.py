@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 TRANSPORTS = ("auto", "streamable-http", "sse", "stdio")
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-RESERVED_SECTIONS = ("identities", "approvals", "collector")
+RESERVED_SECTIONS = ("identities", "approvals")
+FSYNC_POLICIES = ("always", "interval")
+KEY_STORES = ("keyring", "file")
 PAN_MODES = ("last4", "bin_last4", "token", "redact")
 CLIENT_MODES = ("pass", "mask", "block")
 
@@ -42,10 +44,36 @@ class ServerConfig:
 class TranscriptConfig:
     enabled: bool = True
     dir: Path | None = None  # None: the XDG state default
+    fsync: str = "interval"  # or "always"
+    fsync_interval: float = 0.1  # seconds; group commit for fsync "interval"
+    # Where the host signing key lives; RELAY_KEY_STORE overrides (bots on machines without a keyring).
+    key_store: str = "keyring"
+    key_file: Path | None = None
+    # Forward messages even when they cannot be recorded (logged, and counted in the transcript later).
+    unsafe_continue_on_error: bool = False
 
     @property
     def directory(self) -> Path:
         return self.dir if self.dir is not None else paths.default_transcript_dir()
+
+    @property
+    def effective_key_store(self) -> str:
+        env = os.environ.get("RELAY_KEY_STORE")
+        return env if env in KEY_STORES else self.key_store
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    """Where transcripts are shipped (docs/collector-protocol.md). No url: shipping off."""
+
+    url: str | None = None
+    # Name of the environment variable holding a bearer token for the collector (never the token itself).
+    bearer_env: str | None = None
+    batch_size: int = 100
+    interval: float = 1.0  # seconds between shipping rounds
+    # required: the data path stops (fails closed) when the oldest unacknowledged record is older than max_lag.
+    required: bool = False
+    max_lag: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +102,7 @@ class Config:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     transcripts: TranscriptConfig = field(default_factory=TranscriptConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
 
     def server(self, name: str) -> ServerConfig:
         try:
@@ -193,6 +222,23 @@ class _Reader:
     def str_map(self, node: _Node, key: str) -> dict[str, str]:
         return {k: self.string(v, f"{key}.{k}") for k, v in self.mapping(node, key, None).items()}
 
+    def duration(self, node: _Node, key: str) -> float:
+        value = node.value
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return parse_duration(value)
+            except ValueError:
+                pass
+        raise self.fail(node, key, f"expected a duration such as 100ms, 30s or 5m, got {value!r}")
+
+    def count(self, node: _Node, key: str) -> int:
+        value = node.value
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        raise self.fail(node, key, f"expected a positive whole number, got {value!r}")
+
     def size(self, node: _Node, key: str) -> int:
         value = node.value
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -221,6 +267,21 @@ def parse_size(text: str) -> int:
     if n <= 0:
         raise ValueError(text)
     return n
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "100ms", "30s", "5m", "1h" or a bare number of seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(text)
+    seconds = float(m.group(1)) * _SECONDS[m.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError(text)
+    return seconds
 
 
 _SERVER_KEYS = ("url", "command", "args", "transport", "headers", "env", "cwd", "identity", "grant")
@@ -269,7 +330,48 @@ def _server(r: _Reader, name: str, node: _Node) -> ServerConfig:
     )
 
 
-_TOP_KEYS = ("servers", "relay", "transcripts", "masking", *RESERVED_SECTIONS)
+_TOP_KEYS = ("servers", "relay", "transcripts", "masking", "collector", *RESERVED_SECTIONS)
+_TRANSCRIPT_KEYS = ("enabled", "dir", "fsync", "fsync_interval", "key_store", "key_file", "unsafe_continue_on_error")
+
+
+def _transcripts(r: _Reader, node: _Node) -> TranscriptConfig:
+    t = r.mapping(node, "transcripts", _TRANSCRIPT_KEYS)
+    d = TranscriptConfig()
+    return TranscriptConfig(
+        enabled=r.boolean(t["enabled"], "transcripts.enabled") if "enabled" in t else d.enabled,
+        dir=Path(r.string(t["dir"], "transcripts.dir")).expanduser() if "dir" in t else None,
+        fsync=r.choice(t["fsync"], "transcripts.fsync", FSYNC_POLICIES) if "fsync" in t else d.fsync,
+        fsync_interval=(r.duration(t["fsync_interval"], "transcripts.fsync_interval")
+                        if "fsync_interval" in t else d.fsync_interval),
+        key_store=r.choice(t["key_store"], "transcripts.key_store", KEY_STORES) if "key_store" in t else d.key_store,
+        key_file=Path(r.string(t["key_file"], "transcripts.key_file")).expanduser() if "key_file" in t else None,
+        unsafe_continue_on_error=(r.boolean(t["unsafe_continue_on_error"], "transcripts.unsafe_continue_on_error")
+                                  if "unsafe_continue_on_error" in t else False),
+    )
+
+
+def _collector(r: _Reader, node: _Node) -> CollectorConfig:
+    if not node.value:
+        return CollectorConfig()
+    c = r.mapping(node, "collector", ("url", "auth", "batch_size", "interval", "required", "max_lag"))
+    d = CollectorConfig()
+    if "url" not in c:
+        raise r.fail(node, "collector", "needs a 'url'", hint="or remove the section to keep transcripts local")
+    url = r.string(c["url"], "collector.url")
+    if not url.startswith(("http://", "https://")):
+        raise r.fail(c["url"], "collector.url", f"'{url}' is not an http(s) URL")
+    bearer_env = None
+    if "auth" in c:
+        auth = r.mapping(c["auth"], "collector.auth", ("bearer_env",))
+        if "bearer_env" in auth:
+            bearer_env = r.string(auth["bearer_env"], "collector.auth.bearer_env")
+    return CollectorConfig(
+        url=url.rstrip("/"), bearer_env=bearer_env,
+        batch_size=r.count(c["batch_size"], "collector.batch_size") if "batch_size" in c else d.batch_size,
+        interval=r.duration(c["interval"], "collector.interval") if "interval" in c else d.interval,
+        required=r.boolean(c["required"], "collector.required") if "required" in c else d.required,
+        max_lag=r.duration(c["max_lag"], "collector.max_lag") if "max_lag" in c else d.max_lag,
+    )
 
 
 def _masking(r: _Reader, node: _Node) -> MaskingConfig:
@@ -319,20 +421,15 @@ def _build(r: _Reader, root: _Node) -> Config:
         opts = r.mapping(top["relay"], "relay", ("max_message_bytes",))
         if "max_message_bytes" in opts:
             max_bytes = r.size(opts["max_message_bytes"], "relay.max_message_bytes")
-    transcripts = TranscriptConfig()
-    if "transcripts" in top:
-        t = r.mapping(top["transcripts"], "transcripts", ("enabled", "dir"))
-        transcripts = TranscriptConfig(
-            enabled=r.boolean(t["enabled"], "transcripts.enabled") if "enabled" in t else True,
-            dir=Path(r.string(t["dir"], "transcripts.dir")).expanduser() if "dir" in t else None,
-        )
+    transcripts = _transcripts(r, top["transcripts"]) if "transcripts" in top else TranscriptConfig()
+    collector = _collector(r, top["collector"]) if "collector" in top else CollectorConfig()
     masking = _masking(r, top["masking"]) if "masking" in top else MaskingConfig()
     for section in RESERVED_SECTIONS:
         if section in top and top[section].value:
             raise r.fail(top[section], section, "is not supported by this version of relay yet",
                          hint="leave the section empty or remove it")
     return Config(path=r.path, servers=servers, max_message_bytes=max_bytes, transcripts=transcripts,
-                  masking=masking)
+                  masking=masking, collector=collector)
 
 
 def parse(text: str, path: Path | None = None) -> Config:

@@ -6,11 +6,13 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from relay.config import MaskingConfig
+from relay.config import CollectorConfig, MaskingConfig, ServerConfig, TranscriptConfig
 from relay.pipeline import Interceptor, Pipeline
-from relay.transcript.recorder import Recorder
+
+if TYPE_CHECKING:
+    from relay.transcript.hostkey import KeyStore
 
 log = logging.getLogger("relay.guards")
 
@@ -18,9 +20,11 @@ log = logging.getLogger("relay.guards")
 @dataclass(frozen=True)
 class ChainOptions:
     session_id: str
-    server: str
+    server: ServerConfig
     transcript_dir: Path | None  # None: recording off
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+    transcripts: TranscriptConfig = field(default_factory=TranscriptConfig)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
 
 
 def build_chain(options: ChainOptions) -> Pipeline:
@@ -32,8 +36,28 @@ def build_chain(options: ChainOptions) -> Pipeline:
     # Approval and identity guards slot in here.
     # The recorder runs last so that it writes exactly what is forwarded (masked), before it is forwarded.
     if options.transcript_dir is not None:
-        guards.append(Recorder(options.transcript_dir, options.session_id, options.server))
+        guards.append(_recorder(options, options.transcript_dir))
     return Pipeline(guards)
+
+
+def _recorder(options: ChainOptions, directory: Path) -> Interceptor:
+    from relay.transcript.hostkey import HostKeys
+    from relay.transcript.recorder import Recorder
+    from relay.transcript.recovery import recover
+    from relay.transcript.writer import SessionWriter, WriterOptions
+
+    t = options.transcripts
+    host_key = HostKeys(cast("KeyStore", t.effective_key_store), t.key_file).load()
+    recover(directory, host_key)
+    server = options.server
+    described: dict[str, str] = {"name": server.name, "transport": server.transport}
+    if server.url:
+        described["url"] = server.url
+    else:
+        described["command"] = server.command[0]  # not its arguments: they may carry secrets
+    writer = SessionWriter(directory, options.session_id, described, host_key,
+                           WriterOptions(fsync=t.fsync, fsync_interval=t.fsync_interval))
+    return Recorder(writer, host_key, unsafe_continue=t.unsafe_continue_on_error)
 
 
 def _masking_guard(config: MaskingConfig) -> Interceptor:

@@ -60,7 +60,7 @@ class Interceptor(Protocol):
 
     async def intercept(self, msg: Message, ctx: Context) -> Message: ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self, reason: str = "client_closed") -> None: ...
 
 
 @dataclass(slots=True)
@@ -171,9 +171,20 @@ class Pipeline:
             except Exception as exc:
                 log.error("guard %s could not record an event: %s", getattr(guard, "name", guard), exc)
 
-    async def aclose(self) -> None:
+    async def serve(self) -> None:
+        """Run the guards' background work (e.g. the recorder's group commit) until cancelled."""
+        import anyio
+
+        async with anyio.create_task_group() as tg:
+            for guard in self.interceptors:
+                serve = getattr(guard, "serve", None)
+                if serve is not None:
+                    tg.start_soon(serve)
+
+    async def aclose(self, reason: str = "client_closed") -> None:
+        """End the session for every guard; `reason` is what the transcript's seal records."""
         for guard in reversed(self.interceptors):
             try:
-                await guard.aclose()
+                await guard.aclose(reason)
             except Exception as exc:
                 log.error("guard %s failed to close: %s", getattr(guard, "name", guard), exc)

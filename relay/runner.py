@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from relay.config import Config, MaskingConfig, ServerConfig
-from relay.errors import UsageError
+from relay.config import CollectorConfig, Config, MaskingConfig, ServerConfig, TranscriptConfig
+from relay.errors import UpstreamError, UsageError
 from relay.guards import ChainOptions, build_chain
 from relay.jsonrpc import Direction
 from relay.pipeline import Pipeline
 from relay.session import Session
-from relay.transcript.recorder import new_session_id
+from relay.transcript.writer import new_session_id
 from relay.transports import Transport
 from relay.transports.memory import MemoryTransport, memory_pair
 from relay.transports.stdio import StdioClientTransport
@@ -34,6 +34,8 @@ class Target:
     transcript_dir: Path | None
     max_message_bytes: int
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+    transcripts: TranscriptConfig = field(default_factory=TranscriptConfig)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
 
 
 def resolve_server(config: Config, name: str | None, url: str | None, command: list[str],
@@ -71,18 +73,42 @@ def _label(url: str) -> str:
 
 def _chain(target: Target) -> Pipeline:
     return build_chain(ChainOptions(
-        session_id=new_session_id(), server=target.server.name, transcript_dir=target.transcript_dir,
-        masking=target.masking))
+        session_id=new_session_id(), server=target.server, transcript_dir=target.transcript_dir,
+        masking=target.masking, transcripts=target.transcripts, collector=target.collector))
 
 
 async def _run_session(target: Target, client: Transport) -> None:
     pipeline = _chain(target)
+    reason = "error"
     try:
-        async with open_upstream(target.server, limit=target.max_message_bytes) as upstream:
-            await Session(client, upstream, pipeline).run()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pipeline.serve)
+            try:
+                async with open_upstream(target.server, limit=target.max_message_bytes) as upstream:
+                    await Session(client, upstream, pipeline).run()
+                reason = "client_closed"
+            except UpstreamError:
+                reason = "upstream_failed"
+                raise
+            except anyio.get_cancelled_exc_class():
+                reason = "signal"
+                raise
+            finally:
+                tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
-            await pipeline.aclose()
+            await pipeline.aclose(reason)
+
+
+async def _until_signal(scope: anyio.CancelScope) -> None:
+    """SIGTERM and SIGHUP end the session cleanly: guards closed, the transcript sealed (reason "signal")."""
+    import signal
+
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("relay: %s received; ending the session", signal.Signals(signum).name)
+            scope.cancel()
+            return
 
 
 async def run_stdio(target: Target) -> None:
@@ -98,7 +124,10 @@ async def run_stdio(target: Target) -> None:
             markup=False, highlight=False)
     client = StdioClientTransport(target.max_message_bytes)
     try:
-        await _run_session(target, client)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_until_signal, tg.cancel_scope)
+            await _run_session(target, client)
+            tg.cancel_scope.cancel()
     finally:
         await client.aclose()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from relay import config
-from relay.config import DEFAULT_MAX_MESSAGE_BYTES, Config, ServerConfig, parse, parse_size
+from relay.config import DEFAULT_MAX_MESSAGE_BYTES, Config, ServerConfig, parse, parse_duration, parse_size
 from relay.errors import ConfigError
 
 FULL = """\
@@ -304,7 +304,7 @@ def test_yaml_tags_that_cannot_be_constructed_are_config_errors(value: str, cfg_
     assert err.message.startswith(f"{cfg_path}:3:")
 
 
-@pytest.mark.parametrize("section", ["identities", "approvals", "collector"])
+@pytest.mark.parametrize("section", ["identities", "approvals"])
 def test_reserved_sections_must_be_empty(section: str, cfg_path: Path) -> None:
     assert parse(f"{section}:\n", cfg_path).servers == {}
     assert parse(f"{section}: {{}}\n", cfg_path).servers == {}
@@ -470,3 +470,45 @@ def test_load_unreadable_file(isolated: Path, tmp_path: Path) -> None:
         config.load(str(not_utf8))
     with pytest.raises(ConfigError, match="cannot read config file"):
         config.load(str(tmp_path))  # a directory
+
+
+def test_transcript_signing_and_fsync_options(cfg_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RELAY_KEY_STORE", raising=False)
+    c = parse("transcripts:\n  fsync: always\n  fsync_interval: 250ms\n  key_store: file\n"
+              "  key_file: ~/k.pem\n  unsafe_continue_on_error: true\n", cfg_path)
+    t = c.transcripts
+    assert (t.fsync, t.fsync_interval, t.key_store, t.unsafe_continue_on_error) == ("always", 0.25, "file", True)
+    assert t.key_file == Path("~/k.pem").expanduser()
+    d = parse("", cfg_path).transcripts
+    assert (d.fsync, d.fsync_interval, d.effective_key_store, d.unsafe_continue_on_error) == (
+        "interval", 0.1, "keyring", False)
+    monkeypatch.setenv("RELAY_KEY_STORE", "file")
+    assert d.effective_key_store == "file"
+    monkeypatch.setenv("RELAY_KEY_STORE", "nonsense")
+    assert d.effective_key_store == "keyring"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("transcripts:\n  fsync: sometimes\n", "transcripts.fsync: 'sometimes' is not valid"),
+    ("transcripts:\n  fsync_interval: soon\n", "transcripts.fsync_interval: expected a duration"),
+    ("transcripts:\n  key_store: vault\n", "transcripts.key_store: 'vault' is not valid"),
+    ("collector:\n  batch_size: 10\n", "collector: needs a 'url'"),
+    ("collector:\n  url: ftp://x\n", "collector.url: 'ftp://x' is not an http(s) URL"),
+    ("collector:\n  url: http://x\n  batch_size: 0\n", "collector.batch_size: expected a positive whole number"),
+    ("collector:\n  url: http://x\n  auth: {token: abc}\n", "collector.auth.token: unknown key"),
+])
+def test_transcript_and_collector_errors(text: str, message: str, cfg_path: Path) -> None:
+    assert message in fails(text, cfg_path).message
+
+
+def test_collector_section(cfg_path: Path) -> None:
+    c = parse("collector:\n  url: http://127.0.0.1:9/c/\n  auth: {bearer_env: TOK}\n  batch_size: 50\n"
+              "  interval: 2s\n  required: true\n  max_lag: 1m\n", cfg_path).collector
+    assert (c.url, c.bearer_env, c.batch_size, c.interval, c.required, c.max_lag) == (
+        "http://127.0.0.1:9/c", "TOK", 50, 2.0, True, 60.0)
+    assert parse("collector:\n", cfg_path).collector.url is None
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("100ms", 0.1), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("2", 2.0)])
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds

@@ -53,7 +53,7 @@ class Spy:
     def on_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)
 
-    async def aclose(self) -> None:
+    async def aclose(self, reason: str = "client_closed") -> None:
         self.closed = True
 
 
@@ -69,7 +69,7 @@ class Verdict:
     async def intercept(self, m: Message, ctx: Context) -> Message:
         return self._decide(m) if self._select(m) else m
 
-    async def aclose(self) -> None:
+    async def aclose(self, reason: str = "client_closed") -> None:
         pass
 
 
@@ -419,7 +419,7 @@ class Broken(Spy):
     def on_event(self, event: dict[str, Any]) -> None:
         raise OSError("disk full")
 
-    async def aclose(self) -> None:
+    async def aclose(self, reason: str = "client_closed") -> None:
         raise OSError("disk full")
 
 

@@ -50,7 +50,7 @@ class Spy:
     def on_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)
 
-    async def aclose(self) -> None:
+    async def aclose(self, reason: str = "client_closed") -> None:
         pass
 
 
@@ -67,7 +67,7 @@ class RejectMethod:
             raise Rejected(f"{self.method} is not allowed", code=REJECTED)
         return msg
 
-    async def aclose(self) -> None:
+    async def aclose(self, reason: str = "client_closed") -> None:
         pass
 
 

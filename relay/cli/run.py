@@ -51,7 +51,8 @@ def _target(server: str | None, url: str | None, transport: str | None, header: 
     directory: Path | None = None
     if cfg.transcripts.enabled:
         directory = transcript_dir or cfg.transcripts.directory
-    return Target(server=resolved, transcript_dir=directory, max_message_bytes=limit, masking=cfg.masking)
+    return Target(server=resolved, transcript_dir=directory, max_message_bytes=limit, masking=cfg.masking,
+                  transcripts=cfg.transcripts, collector=cfg.collector)
 
 
 def run(

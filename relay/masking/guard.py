@@ -40,5 +40,5 @@ class MaskingGuard:
         ctx.record = masked
         return msg
 
-    async def aclose(self) -> None:
+    async def aclose(self, reason: str = "client_closed") -> None:
         pass

@@ -107,8 +107,10 @@ def test_demo_runs_end_to_end_and_leaves_a_private_transcript(tmp_path: Path) ->
     assert out.returncode == 0, out.stderr
     assert out.stdout == ""  # stdout belongs to the protocol, even in the demo
     assert "lookup_order" in out.stderr and "what the agent saw" in out.stderr
-    transcripts = list((tmp_path / "state" / "relay" / "demo-transcripts").glob("*.jsonl"))
+    transcripts = [p for p in (tmp_path / "state" / "relay" / "demo-transcripts").glob("*.jsonl")
+                   if p.name != "ledger.jsonl"]
     assert len(transcripts) == 1 and transcripts[0].stat().st_mode & 0o777 == 0o600
+    assert "relay verify: OK sealed" in out.stderr
 
 
 def test_python_dash_m_relay_works(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ configured, transcripts always masked, and a failing masker withholds the messag
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,9 @@ from relay.jsonrpc import GUARD_ERROR, Direction, Message
 from relay.masking.guard import MaskingGuard
 from relay.masking.mask import MaskPolicy
 from relay.pipeline import Pipeline
-from relay.transcript.recorder import Recorder, message_bytes
+from relay.transcript.recorder import Recorder
+from tests.support.transcripts import message_texts, records
+from tests.support.transcripts import recorder as make_recorder
 
 pytestmark = pytest.mark.anyio
 PAN = "4111111111111111"
@@ -20,12 +21,12 @@ CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "l
 
 
 def chain(tmp_path: Path, client: str = "pass") -> tuple[Pipeline, Recorder]:
-    recorder = Recorder(tmp_path, "s", "srv")
+    recorder = make_recorder(tmp_path)
     return Pipeline([MaskingGuard(MaskPolicy(), client), recorder]), recorder  # type: ignore[arg-type]
 
 
 def transcript(recorder: Recorder) -> str:
-    return b"".join(message_bytes(line) for line in recorder.path.read_bytes().splitlines()[1:]).decode()
+    return "".join(message_texts(recorder.writer.path))
 
 
 async def test_requests_pass_as_sent_but_are_recorded_masked(tmp_path: Path) -> None:
@@ -36,7 +37,7 @@ async def test_requests_pass_as_sent_but_are_recorded_masked(tmp_path: Path) -> 
                                                 Direction.SERVER_TO_CLIENT))
     assert resp.forward is not None and PAN not in resp.forward.raw.decode()
     assert PAN not in transcript(recorder) and "************1111" in transcript(recorder)
-    notes = [json.loads(line).get("notes") for line in recorder.path.read_bytes().splitlines()[1:]]
+    notes = [r.get("notes") for r in records(recorder.writer.path)[1:]]
     assert notes[0][0]["actions"][0]["pointer"] == "/params/arguments/card"
 
 
@@ -60,4 +61,4 @@ async def test_a_masker_that_fails_withholds_the_message(tmp_path: Path, monkeyp
     out = await pipeline.process(Message.build({"jsonrpc": "2.0", "id": 3, "result": {"text": PAN}},
                                                Direction.SERVER_TO_CLIENT))
     assert out.forward is not None and out.forward.obj["error"]["code"] == GUARD_ERROR
-    assert PAN not in out.forward.raw.decode() and PAN not in recorder.path.read_text()
+    assert PAN not in out.forward.raw.decode() and PAN not in recorder.writer.path.read_text()

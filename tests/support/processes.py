@@ -99,8 +99,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def relay_env(tmp: Path, **extra: str) -> dict[str, str]:
     """An environment that keeps relay's state, config and logs inside the test's tmp folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "XDG_"))}
+    # No OS keyring service runs here: the host signing key goes to relay's opt-in 0600 file store.
     env.update(XDG_CONFIG_HOME=str(tmp / "config"), XDG_STATE_HOME=str(tmp / "state"),
-               XDG_RUNTIME_DIR=str(tmp / "run"), PYTHONUNBUFFERED="1", **extra)
+               XDG_RUNTIME_DIR=str(tmp / "run"), PYTHONUNBUFFERED="1", RELAY_KEY_STORE="file")
+    env.update(extra)
     return env
 
 

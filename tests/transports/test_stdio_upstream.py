@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.support.processes import PY, RELAY, SERVERS, RawClient, relay_env
+from tests.support.transcripts import records
 
 RAW = [PY, str(SERVERS / "raw_stdio_server.py")]
 
@@ -99,16 +100,20 @@ def test_transcript_records_every_message_before_forwarding(tmp_path: Path) -> N
         c.initialize()
         call(c, "echo", text="recorded")
         assert c.close() == 0
-    files = list((tmp_path / "state" / "relay" / "transcripts").glob("*.jsonl"))
+    directory = tmp_path / "state" / "relay" / "transcripts"
+    files = [p for p in directory.glob("*.jsonl") if p.name != "ledger.jsonl"]
     assert len(files) == 1
     assert files[0].stat().st_mode & 0o777 == 0o600
     assert files[0].parent.stat().st_mode & 0o777 == 0o700
-    records = [json.loads(line) for line in files[0].read_text().splitlines()]
-    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
-    kinds = [(r.get("dir"), r.get("method")) for r in records if r["type"] == "message"]
+    assert (directory / "ledger.jsonl").stat().st_mode & 0o777 == 0o600
+    recs = records(files[0])
+    assert [r["seq"] for r in recs] == list(range(1, len(recs) + 1))
+    kinds = [(r.get("dir"), r.get("method")) for r in recs if r["type"] == "message"]
     assert kinds == [("c2s", "initialize"), ("s2c", "initialize"), ("c2s", "notifications/initialized"),
                      ("c2s", "tools/call"), ("s2c", "tools/call")]
-    assert records[-1]["type"] == "end"
+    assert recs[0]["type"] == "genesis" and recs[-1]["type"] == "seal"
+    assert recs[-1]["reason"] == "client_closed"
+    assert subprocess.run([*RELAY, "verify", str(directory)], env=relay_env(tmp_path)).returncode == 0
 
 
 def test_a_command_that_does_not_exist_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""relay.transcript.recorder: private files, one JSON line per message, and failing closed when it cannot write."""
+"""relay.transcript.writer and .recorder: private files, one signed record per message, and failing closed when a
+record cannot be written."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import re
 import stat
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,7 +17,10 @@ from relay.errors import GuardError
 from relay.jsonrpc import GUARD_ERROR, Direction, Kind, Message
 from relay.paths import private_dir
 from relay.pipeline import Context, Pipeline
-from relay.transcript.recorder import Recorder, message_bytes, new_session_id
+from relay.transcript.recorder import Recorder
+from relay.transcript.writer import new_session_id
+from tests.support.transcripts import recorder as make
+from tests.support.transcripts import records
 
 pytestmark = pytest.mark.anyio
 
@@ -29,25 +32,13 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def records(path: Path) -> list[dict[str, Any]]:
-    """Each record, with the exact text of its message (if any) under "message"."""
-    out = []
-    for line in path.read_bytes().splitlines():
-        rec = json.loads(line)
-        if "message" in rec or "message_text" in rec:
-            rec.pop("message_text", None)
-            rec["message"] = message_bytes(line).decode("utf-8")
-        out.append(rec)
-    return out
-
-
 def m(raw: str, direction: Direction = C2S) -> Message:
     return Message.parse(raw.encode(), direction)
 
 
 @pytest.fixture
 async def recorder(tmp_path: Path) -> AsyncIterator[Recorder]:
-    rec = Recorder(tmp_path / "transcripts", "20260101T000000Z-abcd1234", "payments")
+    rec = make(tmp_path / "transcripts", "20260101T000000Z-abcd1234")
     yield rec
     await rec.aclose()
 
@@ -64,7 +55,7 @@ def dev_full() -> Iterator[int]:
 
 def fill_disk(rec: Recorder, dev_full: int) -> int:
     """Point the recorder's open descriptor at /dev/full; returns a saved copy of the real one."""
-    fd = rec._fd  # the descriptor the recorder writes to; swapped underneath it, as a full disk would be
+    fd = rec.writer._fd  # the descriptor the recorder writes to; swapped underneath it, as a full disk would be
     assert fd is not None
     saved = os.dup(fd)
     os.dup2(dev_full, fd)
@@ -72,8 +63,8 @@ def fill_disk(rec: Recorder, dev_full: int) -> int:
 
 
 def free_disk(rec: Recorder, saved: int) -> None:
-    assert rec._fd is not None
-    os.dup2(saved, rec._fd)
+    assert rec.writer._fd is not None
+    os.dup2(saved, rec.writer._fd)
     os.close(saved)
 
 
@@ -82,11 +73,11 @@ def free_disk(rec: Recorder, saved: int) -> None:
 
 async def test_file_is_0600_in_a_0700_directory(tmp_path: Path) -> None:
     directory = tmp_path / "state" / "relay" / "transcripts"
-    rec = Recorder(directory, "s1", "srv")
+    rec = make(directory, "s1")
     try:
-        assert rec.path == directory / "s1.jsonl"
+        assert rec.writer.path == directory / "s1.jsonl"
         assert mode(directory) == 0o700
-        assert mode(rec.path) == 0o600
+        assert mode(rec.writer.path) == 0o600
     finally:
         await rec.aclose()
 
@@ -95,7 +86,7 @@ async def test_a_looser_existing_directory_is_tightened(tmp_path: Path) -> None:
     directory = tmp_path / "t"
     directory.mkdir()
     os.chmod(directory, 0o755)
-    rec = Recorder(directory, "s1", "srv")
+    rec = make(directory, "s1")
     await rec.aclose()
     assert mode(directory) == 0o700
 
@@ -117,7 +108,7 @@ def test_private_dir_creates_parents_and_only_tightens_the_leaf(tmp_path: Path) 
 async def test_an_existing_transcript_is_never_appended_to(tmp_path: Path) -> None:
     (tmp_path / "s1.jsonl").write_text("someone else's\n")
     with pytest.raises(GuardError, match="cannot create transcript"):
-        Recorder(tmp_path, "s1", "srv")
+        make(tmp_path, "s1")
     assert (tmp_path / "s1.jsonl").read_text() == "someone else's\n"
 
 
@@ -125,7 +116,7 @@ async def test_a_directory_that_cannot_be_made_is_a_guard_error(tmp_path: Path) 
     # relay reports RelayErrors to the user; a raw OSError from creating the directory would be a traceback.
     (tmp_path / "file").write_text("")
     with pytest.raises(GuardError):
-        Recorder(tmp_path / "file" / "transcripts", "s1", "srv")
+        make(tmp_path / "file" / "transcripts", "s1")
 
 
 def test_session_ids_sort_by_time_and_are_unique() -> None:
@@ -138,12 +129,16 @@ def test_session_ids_sort_by_time_and_are_unique() -> None:
 
 
 async def test_first_record_describes_the_session(recorder: Recorder) -> None:
-    [first] = records(recorder.path)
+    [first] = records(recorder.writer.path)
     assert first["seq"] == 1
-    assert first["type"] == "session"
+    assert first["type"] == "genesis"
+    assert first["format"] == "relay-transcript/1"
     assert first["session"] == "20260101T000000Z-abcd1234"
     assert first["relay"] == __version__
-    assert first["server"] == "payments"
+    assert first["server"] == {"name": "srv", "transport": "stdio", "command": "srv"}
+    assert first["prev"] == "0" * 64
+    assert first["identity"] is None and first["fsync"] == "interval:100"
+    assert len(first["session_key"]) == 43 and len(first["host_key"]) == 43 and len(first["cert"]) == 86
     assert first["pid"] == os.getpid()
     assert first["user"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", first["ts"])
@@ -160,11 +155,11 @@ async def test_message_records_through_the_pipeline(recorder: Recorder) -> None:
         out = await p.process(m(raw, direction))
         assert out.forward is not None
     await p.aclose()
-    recs = records(recorder.path)
+    recs = records(recorder.writer.path)
     assert [r["seq"] for r in recs] == list(range(1, len(recs) + 1))
-    assert [r["type"] for r in recs] == ["session", "message", "message", "message", "message", "message", "end"]
+    assert [r["type"] for r in recs] == ["genesis", "message", "message", "message", "message", "message", "seal"]
     req, prog, resp, lreq, err = recs[1:6]
-    assert req | {"ts": None} == {"seq": 2, "ts": None, "type": "message", "dir": "c2s", "kind": "request", "id": 7,
+    assert req | {"ts": None, "prev": None} == {"seq": 2, "ts": None, "prev": None, "type": "message", "dir": "c2s", "kind": "request", "id": 7,
                                   "method": "tools/call", "tool": "refund_payment", "message": call}
     assert prog["dir"] == "s2c"
     assert prog["kind"] == "notification"
@@ -187,27 +182,27 @@ async def test_message_records_through_the_pipeline(recorder: Recorder) -> None:
 async def test_the_transcript_holds_exact_bytes(recorder: Recorder) -> None:
     raw = '{ "jsonrpc" : "2.0", "method":"n",\n  "params":{"b":1.10,"a":"\\ud83d\\ude00"} }'
     await Pipeline([recorder]).process(m(raw))
-    assert records(recorder.path)[1]["message"] == raw
+    assert records(recorder.writer.path)[1]["message"] == raw
 
 
 async def test_batch_is_recorded_element_by_element(recorder: Recorder) -> None:
     p = Pipeline([recorder])
     await p.process(m('[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},'
                       '{"jsonrpc":"2.0","method":"notifications/x"}]'))
-    recs = records(recorder.path)[1:]
+    recs = records(recorder.writer.path)[1:]
     assert [(r["kind"], r.get("tool")) for r in recs] == [("request", "a"), ("notification", None)]
 
 
 async def test_notes_from_earlier_guards_are_recorded(recorder: Recorder) -> None:
     ctx = Context(C2S, notes=[{"guard": "masking", "action": "masked", "path": "params.arguments.pan"}])
     await recorder.intercept(m('{"jsonrpc":"2.0","method":"n"}'), ctx)
-    assert records(recorder.path)[1]["notes"] == ctx.notes
+    assert records(recorder.writer.path)[1]["notes"] == ctx.notes
 
 
 async def test_tool_of_a_request_comes_from_its_params(recorder: Recorder) -> None:
     await recorder.intercept(m('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}'), Context(C2S))
     await recorder.intercept(m('{"jsonrpc":"2.0","id":3,"method":"tools/call"}'), Context(C2S))
-    recs = records(recorder.path)[1:]
+    recs = records(recorder.writer.path)[1:]
     assert recs[0]["tool"] == "x"
     assert "tool" not in recs[1]
 
@@ -220,20 +215,22 @@ async def test_intercept_returns_the_message_unchanged(recorder: Recorder) -> No
 async def test_events_reach_the_transcript_through_report(recorder: Recorder) -> None:
     p = Pipeline([recorder])
     p.report({"event": "client_fault", "reason": "invalid JSON", "code": -32700})
-    [rec] = records(recorder.path)[1:]
-    assert rec["type"] == "event"
+    [rec] = records(recorder.writer.path)[1:]
+    assert rec["type"] == "error"
     assert rec["event"] == "client_fault"
     assert rec["reason"] == "invalid JSON"
     assert rec["seq"] == 2
 
 
-async def test_aclose_writes_end_and_is_idempotent(tmp_path: Path) -> None:
-    rec = Recorder(tmp_path, "s", "srv")
+async def test_aclose_seals_and_is_idempotent(tmp_path: Path) -> None:
+    rec = make(tmp_path, "s")
+    await rec.aclose("upstream_failed")
     await rec.aclose()
-    await rec.aclose()
-    recs = records(rec.path)
-    assert [r["type"] for r in recs] == ["session", "end"]
-    assert recs[-1]["seq"] == 2
+    recs = records(rec.writer.path)
+    assert [r["type"] for r in recs] == ["genesis", "seal"]
+    assert recs[-1] | {"ts": None, "prev": None} == {"seq": 2, "ts": None, "prev": None, "type": "seal", "records": 2,
+                                                    "reason": "upstream_failed"}
+    assert not (tmp_path / ".open" / "s").exists()  # nothing left for crash recovery
     with pytest.raises(GuardError, match="closed"):
         await rec.intercept(m('{"jsonrpc":"2.0","method":"n"}'), Context(C2S))
 
@@ -253,12 +250,12 @@ async def test_write_failure_raises_guard_error(recorder: Recorder, dev_full: in
 
 
 async def test_closed_descriptor_raises_guard_error(tmp_path: Path) -> None:
-    rec = Recorder(tmp_path, "s", "srv")
-    assert rec._fd is not None
-    os.close(rec._fd)  # pulled out from under the recorder
+    rec = make(tmp_path, "s")
+    assert rec.writer._fd is not None
+    os.close(rec.writer._fd)  # pulled out from under the recorder
     with pytest.raises(GuardError, match="cannot write transcript"):
         await rec.intercept(m('{"jsonrpc":"2.0","method":"n"}'), Context(C2S))
-    rec._fd = None  # already closed; keep aclose from closing a number the OS may have reused
+    rec.writer._fd = None  # already closed; keep aclose from closing a number the OS may have reused
 
 
 @pytest.mark.parametrize(("raw", "direction"), [
@@ -287,7 +284,7 @@ async def test_an_unrecorded_message_is_not_forwarded(raw: str, direction: Direc
     else:
         assert out.forward is None
         assert out.reply is None
-    assert all(r["type"] == "session" for r in records(recorder.path))
+    assert all(r["type"] == "genesis" for r in records(recorder.writer.path))
 
 
 async def test_seq_stays_contiguous_after_a_failed_write(recorder: Recorder, dev_full: int) -> None:
@@ -299,12 +296,68 @@ async def test_seq_stays_contiguous_after_a_failed_write(recorder: Recorder, dev
     finally:
         free_disk(recorder, saved)
     await recorder.intercept(m('{"jsonrpc":"2.0","method":"kept"}'), Context(C2S))
-    assert [r["seq"] for r in records(recorder.path)] == [1, 2]
+    assert [r["seq"] for r in records(recorder.writer.path)] == [1, 2]
 
 
 async def test_a_single_line_message_is_recorded_as_json_byte_for_byte(recorder: Recorder) -> None:
     raw = '{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":",\\"message\\":"},"x":1.10}'
     await Pipeline([recorder]).process(m(raw))
-    line = recorder.path.read_bytes().splitlines()[1]
-    assert json.loads(line)["message"]["error"]["message"] == ',"message":'  # a JSON value, not a string
-    assert message_bytes(line) == raw.encode()
+    line = recorder.writer.path.read_bytes().splitlines()[1]
+    assert json.loads(line)["rec"]["message"]["error"]["message"] == ',"message":'  # a JSON value, not a string
+    assert records(recorder.writer.path)[1]["message"] == raw
+
+
+async def test_unsafe_continue_forwards_and_counts_the_gap(tmp_path: Path, dev_full: int) -> None:
+    rec = make(tmp_path, "s", unsafe_continue=True)
+    p = Pipeline([rec])
+    saved = fill_disk(rec, dev_full)
+    try:
+        for _ in range(2):
+            out = await p.process(m('{"jsonrpc":"2.0","method":"lost"}'))
+            assert out.forward is not None  # the operator chose availability over the record
+    finally:
+        free_disk(rec, saved)
+    await p.process(m('{"jsonrpc":"2.0","method":"kept"}'))
+    await rec.aclose()
+    recs = records(rec.writer.path)
+    assert [(r["type"], r.get("event"), r.get("count"), r.get("method")) for r in recs[1:]] == [
+        ("error", "unrecorded", 2, None), ("message", None, None, "kept"), ("seal", None, None, None)]
+
+
+async def test_fsync_always_flushes_every_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = make(tmp_path, "s", fsync="always")
+    flushed: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushed.append(fd), real(fd))[1])
+    await rec.intercept(m('{"jsonrpc":"2.0","method":"n"}'), Context(C2S))
+    assert flushed == [rec.writer._fd]
+    await rec.aclose()
+
+
+async def test_group_commit_flushes_within_the_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import anyio
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from relay.transcript.writer import SessionWriter, WriterOptions
+    from tests.support.transcripts import SERVER
+
+    key = Ed25519PrivateKey.generate()
+    writer = SessionWriter(tmp_path, "s", SERVER, key, WriterOptions(fsync="interval", fsync_interval=0.01))
+    flushed = anyio.Event()
+    monkeypatch.setattr(os, "fsync", lambda fd: flushed.set())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run_group_commit)
+        writer.write("message", {"dir": "c2s", "kind": "notification"}, b'{"jsonrpc":"2.0","method":"n"}')
+        with anyio.fail_after(5):
+            await flushed.wait()
+        tg.cancel_scope.cancel()
+    writer.seal("client_closed", key)
+
+
+async def test_the_seal_and_the_open_are_in_the_ledger(tmp_path: Path) -> None:
+    rec = make(tmp_path, "s")
+    await rec.aclose()
+    ledger = records(tmp_path / "ledger.jsonl")
+    session = records(rec.writer.path)
+    assert [(r["type"], r["session"]) for r in ledger] == [("open", "s"), ("seal", "s")]
+    assert ledger[1]["records"] == 2 and ledger[0]["host_key"] == session[0]["host_key"]
