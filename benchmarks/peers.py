@@ -159,15 +159,32 @@ def relay_base_command() -> tuple[list[str], Path | None]:
     return [sys.executable, "-m", "relay"], REPO_ROOT
 
 
+def _relay_env(scratch: Path) -> dict[str, str]:
+    # The host signing key goes to relay's opt-in 0600 file store inside the scratch folder: benchmark machines
+    # (this one included) have no OS keyring service, and the user's real key is left alone.
+    return {"XDG_STATE_HOME": str(scratch / "state"), "RELAY_KEY_STORE": "file"}
+
+
 def invoke_relay(url: str, scratch: Path) -> Invocation:
     base, cwd = relay_base_command()
     transcripts = scratch / "transcripts"
     transcripts.mkdir(parents=True, exist_ok=True)
-    return Invocation(command=[*base, "run", "--url", url, "--transcript-dir", str(transcripts)], cwd=cwd)
+    return Invocation(command=[*base, "run", "--url", url, "--transcript-dir", str(transcripts)],
+                      env=_relay_env(scratch), cwd=cwd)
+
+
+def invoke_relay_without_transcripts(url: str, scratch: Path) -> Invocation:
+    """relay with `transcripts.enabled: false`: the baseline for what signed transcripts cost."""
+    base, cwd = relay_base_command()
+    config = scratch / "no-transcripts.yaml"
+    config.write_text("transcripts:\n  enabled: false\n")
+    return Invocation(command=[*base, "--config", str(config), "run", "--url", url],
+                      env=_relay_env(scratch), cwd=cwd)
 
 
 BRIDGES: Final[dict[str, Bridge]] = {
     "relay": Bridge("relay", invoke_relay, is_peer=False),
+    "relay-no-transcripts": Bridge("relay-no-transcripts", invoke_relay_without_transcripts, is_peer=False),
     "mcp-remote": Bridge("mcp-remote", invoke_mcp_remote, install_mcp_remote),
     "mcp-proxy": Bridge("mcp-proxy", invoke_mcp_proxy, install_mcp_proxy),
 }

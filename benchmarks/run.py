@@ -403,6 +403,13 @@ def report_format(
             if entry and entry["ratio"] is not None:
                 print(f"  {title:<13} {entry['ratio']:6.2f}x  (vs {entry['faster_peer']})")
         verdicts = check_targets(relay, relay_ratios)
+        bare = next((r for r in results if r.name == "relay-no-transcripts"), None)
+        if bare is not None and bare.small_median_ms:
+            overhead = relay.small_median_ms / bare.small_median_ms
+            print(f"\nsigned transcripts: small p50 {relay.small_median_ms:.3f} ms with, "
+                  f"{bare.small_median_ms:.3f} ms without ({overhead:.2f}x)")
+            verdicts.append({"target": "small p50, transcripts on <= 1.1x off", "metric": "small_median_ms",
+                             "bound": 1.1, "relative": True, "value": overhead, "met": overhead <= 1.1})
         print("\ntargets:")
         for verdict in verdicts:
             state = {True: "MET ", False: "MISS", None: "n/a "}[verdict["met"]]

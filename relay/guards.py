@@ -57,7 +57,13 @@ def _recorder(options: ChainOptions, directory: Path) -> Interceptor:
         described["command"] = server.command[0]  # not its arguments: they may carry secrets
     writer = SessionWriter(directory, options.session_id, described, host_key,
                            WriterOptions(fsync=t.fsync, fsync_interval=t.fsync_interval))
-    return Recorder(writer, host_key, unsafe_continue=t.unsafe_continue_on_error)
+    c = options.collector
+    if c.url is None:
+        return Recorder(writer, host_key, unsafe_continue=t.unsafe_continue_on_error)
+    from relay.transcript.ship import Shipper
+
+    return Recorder(writer, host_key, unsafe_continue=t.unsafe_continue_on_error, shipper=Shipper(c, writer.path),
+                    required_lag=c.max_lag if c.required else None)
 
 
 def _masking_guard(config: MaskingConfig) -> Interceptor:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from relay.errors import GuardError
 from relay.jsonrpc import GUARD_ERROR, INVALID_REQUEST, Direction, Kind, Message, error_message
 
 log = logging.getLogger("relay.pipeline")
@@ -112,6 +113,10 @@ class Pipeline:
                 out = await guard.intercept(out, ctx)
         except Rejected as exc:
             return self._rejected(msg, exc.code, exc.message, exc.data)
+        except GuardError as exc:  # a guard that knows why it cannot do its job says so (never with a secret)
+            name = getattr(guard, "name", type(guard).__name__)
+            log.error("guard %s: %s", name, exc)
+            return self._rejected(msg, GUARD_ERROR, f"relay withheld the message: {exc}", None)
         except Exception as exc:  # fail closed: a broken guard never lets a message through
             name = getattr(guard, "name", type(guard).__name__)
             log.error("guard %s failed on a %s %s: %s", name, direction.value, kind.value, exc, exc_info=exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -48,8 +48,16 @@ def unb64(text: str, length: int) -> bytes:
     return data
 
 
+_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text: strftime once a second, not per record
+
+
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC now as YYYY-MM-DDTHH:MM:SS.ffffffZ."""
+    ns = time.time_ns()
+    sec, micros = divmod(ns // 1000, 1_000_000)
+    if sec != _second[0]:
+        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_second[1]}.{micros:06d}Z"
 
 
 def dumps(value: Any) -> str:

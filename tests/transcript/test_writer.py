@@ -276,6 +276,7 @@ async def test_an_unrecorded_message_is_not_forwarded(raw: str, direction: Direc
         assert out.forward is None
         assert out.reply is not None
         assert out.reply.obj["error"]["code"] == GUARD_ERROR
+        assert "No space left on device" in out.reply.obj["error"]["message"]  # the client learns why
         assert out.reply.direction is direction.reverse
     elif msg.kind is Kind.RESPONSE:
         assert out.forward is not None
