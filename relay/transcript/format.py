@@ -10,9 +10,10 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 FORMAT = "relay-transcript/1"
 ZERO_HASH = "0" * 64
@@ -78,10 +79,13 @@ def rotate_input(old_key: bytes, new_key: bytes) -> bytes:
     return ROTATE_TAG + old_key + new_key
 
 
-def seal_line(body: bytes, key: Ed25519PrivateKey) -> tuple[bytes, str]:
+Signer = Callable[[bytes], bytes]  # Ed25519: message -> 64-byte signature
+
+
+def seal_line(body: bytes, sign: Signer) -> tuple[bytes, str]:
     """Sign `body` and frame it: the line (with its LF) and the record's hash (hex) for the next `prev`."""
     digest = hashlib.sha256(body).digest()
-    sig = key.sign(RECORD_TAG + digest)
+    sig = sign(RECORD_TAG + digest)
     line = b"".join((PREFIX, body, SIG_OPEN, b64(sig).encode("ascii"), b'"}\n'))
     return line, hashlib.sha256(digest + sig).hexdigest()
 

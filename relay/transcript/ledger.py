@@ -83,7 +83,7 @@ def append(directory: Path, key: Ed25519PrivateKey, type_: str, fields: dict[str
                     body, sig = split_line(last)
                     seq = parse_body(body)["seq"] + 1
                     prev = record_hash(body, sig)[1]
-            line, digest = seal_line(build_body(seq, prev, type_, fields), key)
+            line, digest = seal_line(build_body(seq, prev, type_, fields), key.sign)
             os.write(fd, line)
             os.fsync(fd)
             return digest

@@ -103,7 +103,7 @@ def _recover_one(directory: Path, session: str, host_key: Ed25519PrivateKey) -> 
         if torn:
             fields["torn_sha256"] = hashlib.sha256(torn).hexdigest()
         fields.update(reason="crash", pid=os.getpid())
-        line, rhash = seal_line(build_body(len(recs) + 1, head, "recovery", fields), host_key)
+        line, rhash = seal_line(build_body(len(recs) + 1, head, "recovery", fields), host_key.sign)
         os.write(fd, line)
         os.fsync(fd)
         ledger.append(directory, host_key, "recovery", {

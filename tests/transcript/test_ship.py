@@ -255,7 +255,7 @@ async def test_records_the_collector_cannot_verify_are_reported(tmp_path: Path, 
     body, sig = split_line(lines[-2][:-1])
     forged, _ = seal_line(build_body(len(lines), record_hash(body, sig)[1], "seal", {"records": len(lines),
                                                                                   "reason": "client_closed"}),
-                          Ed25519PrivateKey.generate())
+                          Ed25519PrivateKey.generate().sign)
     path.write_bytes(b"".join(lines[:-1]) + forged)
     shipper = fast(Shipper(config(collector), path))
     assert not await shipper.drain(5)
