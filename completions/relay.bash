@@ -11,12 +11,22 @@ _relay() {
     case "$words_joined" in
         "config check"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         "config path"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+        "keys export"*) COMPREPLY=($(compgen -W "--help --output" -- "$cur")) ;;
+        "keys rotate"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+        "keys show"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+        "transcripts export"*) COMPREPLY=($(compgen -W "--dir --format --help --key --output" -- "$cur")) ;;
+        "transcripts list"*) COMPREPLY=($(compgen -W "--dir --help --json --key" -- "$cur")) ;;
+        "transcripts ship"*) COMPREPLY=($(compgen -W "--dir --help --timeout" -- "$cur")) ;;
+        "transcripts show"*) COMPREPLY=($(compgen -W "--dir --help --key" -- "$cur")) ;;
         "call"*) COMPREPLY=($(compgen -W "--arg --header --help --json --max-message-bytes --transcript-dir --transport --url" -- "$cur")) ;;
         "completions"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         "config"*) COMPREPLY=($(compgen -W "check path --help" -- "$cur")) ;;
         "demo"*) COMPREPLY=($(compgen -W "--help --transcript-dir" -- "$cur")) ;;
+        "keys"*) COMPREPLY=($(compgen -W "export rotate show --help" -- "$cur")) ;;
         "run"*) COMPREPLY=($(compgen -W "--allow-origin --header --help --listen --listen-token-env --max-message-bytes --transcript-dir --transport --url" -- "$cur")) ;;
-        *) COMPREPLY=($(compgen -W "call completions config demo run --config --help --log-format --log-level --version" -- "$cur")) ;;
+        "transcripts"*) COMPREPLY=($(compgen -W "export list ship show --help" -- "$cur")) ;;
+        "verify"*) COMPREPLY=($(compgen -W "--all-signatures --help --json --key" -- "$cur")) ;;
+        *) COMPREPLY=($(compgen -W "call completions config demo keys run transcripts verify --config --help --log-format --log-level --version" -- "$cur")) ;;
     esac
 }
 complete -o default -F _relay relay

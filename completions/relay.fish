@@ -25,6 +25,15 @@ complete -c relay -n '__fish_seen_subcommand_from path' -l help
 complete -c relay -n '__fish_use_subcommand' -a demo -d 'Run a scripted session against the embedded sample...'
 complete -c relay -n '__fish_seen_subcommand_from demo' -l help
 complete -c relay -n '__fish_seen_subcommand_from demo' -l transcript-dir
+complete -c relay -n '__fish_use_subcommand' -a keys -d 'The host key that signs transcripts.'
+complete -c relay -n '__fish_seen_subcommand_from keys' -l help
+complete -c relay -n '__fish_seen_subcommand_from keys' -a export -d 'The hosts public key as PEM: the trust anchor for `relay...'
+complete -c relay -n '__fish_seen_subcommand_from export' -l help
+complete -c relay -n '__fish_seen_subcommand_from export' -l output
+complete -c relay -n '__fish_seen_subcommand_from keys' -a rotate -d 'Replace the host key.'
+complete -c relay -n '__fish_seen_subcommand_from rotate' -l help
+complete -c relay -n '__fish_seen_subcommand_from keys' -a show -d 'Where the host key lives and its fingerprint (never the...'
+complete -c relay -n '__fish_seen_subcommand_from show' -l help
 complete -c relay -n '__fish_use_subcommand' -a run -d 'Relay an MCP session: stdio (or --listen) on the client...'
 complete -c relay -n '__fish_seen_subcommand_from run' -l allow-origin
 complete -c relay -n '__fish_seen_subcommand_from run' -l header
@@ -35,3 +44,29 @@ complete -c relay -n '__fish_seen_subcommand_from run' -l max-message-bytes
 complete -c relay -n '__fish_seen_subcommand_from run' -l transcript-dir
 complete -c relay -n '__fish_seen_subcommand_from run' -l transport
 complete -c relay -n '__fish_seen_subcommand_from run' -l url
+complete -c relay -n '__fish_use_subcommand' -a transcripts -d 'Recorded sessions: list them, show a timeline, export a...'
+complete -c relay -n '__fish_seen_subcommand_from transcripts' -l help
+complete -c relay -n '__fish_seen_subcommand_from transcripts' -a export -d 'The session with its verification result: JSON, or one...'
+complete -c relay -n '__fish_seen_subcommand_from export' -l dir
+complete -c relay -n '__fish_seen_subcommand_from export' -l format
+complete -c relay -n '__fish_seen_subcommand_from export' -l help
+complete -c relay -n '__fish_seen_subcommand_from export' -l key
+complete -c relay -n '__fish_seen_subcommand_from export' -l output
+complete -c relay -n '__fish_seen_subcommand_from transcripts' -a list -d 'One line per session: start, server, records, tool calls...'
+complete -c relay -n '__fish_seen_subcommand_from list' -l dir
+complete -c relay -n '__fish_seen_subcommand_from list' -l help
+complete -c relay -n '__fish_seen_subcommand_from list' -l json
+complete -c relay -n '__fish_seen_subcommand_from list' -l key
+complete -c relay -n '__fish_seen_subcommand_from transcripts' -a ship -d 'Send every session the collector does not have yet (from...'
+complete -c relay -n '__fish_seen_subcommand_from ship' -l dir
+complete -c relay -n '__fish_seen_subcommand_from ship' -l help
+complete -c relay -n '__fish_seen_subcommand_from ship' -l timeout
+complete -c relay -n '__fish_seen_subcommand_from transcripts' -a show -d 'A readable timeline: what the agent asked, what it...'
+complete -c relay -n '__fish_seen_subcommand_from show' -l dir
+complete -c relay -n '__fish_seen_subcommand_from show' -l help
+complete -c relay -n '__fish_seen_subcommand_from show' -l key
+complete -c relay -n '__fish_use_subcommand' -a verify -d 'Check signatures, hash chains, seals and the host ledger.'
+complete -c relay -n '__fish_seen_subcommand_from verify' -l all-signatures
+complete -c relay -n '__fish_seen_subcommand_from verify' -l help
+complete -c relay -n '__fish_seen_subcommand_from verify' -l json
+complete -c relay -n '__fish_seen_subcommand_from verify' -l key

@@ -47,12 +47,13 @@ def _global(
 
 
 def _register() -> None:
-    from relay.cli import completions, config_cmd, demo, keys_cmd, run, verify_cmd
+    from relay.cli import completions, config_cmd, demo, keys_cmd, run, transcripts_cmd, verify_cmd
 
     run.register(app)
     demo.register(app)
     verify_cmd.register(app)
     keys_cmd.register(app)
+    transcripts_cmd.register(app)
     config_cmd.register(app)
     completions.register(app)
 

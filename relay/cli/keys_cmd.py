@@ -44,10 +44,10 @@ def show() -> None:
         raise fail(err) from None
     out = console()
     out.print(f"host key: {fingerprint(public_bytes(trusted[0]))} (Ed25519) in {keys.describe()}",
-              markup=False, highlight=False)
+              markup=False, highlight=False, soft_wrap=True)
     for old in trusted[1:]:
         out.print(f"replaced key, still trusted for older sessions: {fingerprint(public_bytes(old))}",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @keys_app.command("export")
@@ -66,7 +66,7 @@ def export(
         sys.stdout.write(pem)
     else:
         output.write_text(pem)
-        console().print(f"wrote {output}", markup=False, highlight=False)
+        console().print(f"wrote {output}", markup=False, highlight=False, soft_wrap=True)
 
 
 @keys_app.command("rotate")
@@ -88,7 +88,7 @@ def rotate() -> None:
         raise fail(err) from None
     console().print(f"rotated: {fingerprint(old_raw)} -> {fingerprint(new_raw)}; export the new key "
                     "(relay keys export) to every place that verifies this host's transcripts",
-                    markup=False, highlight=False)
+                    markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -48,16 +48,16 @@ def verify(
     for r in results:
         where = f"{r.path}"
         if r.outcome in ("sealed", "recovered"):
-            out.print(f"OK: {where}: {r.outcome}, {r.records} records", markup=False, highlight=False)
+            out.print(f"OK: {where}: {r.outcome}, {r.records} records", markup=False, highlight=False, soft_wrap=True)
         elif r.outcome == "incomplete":
-            out.print(f"INCOMPLETE: {where}: {r.records} records; {r.reason}", markup=False, highlight=False)
+            out.print(f"INCOMPLETE: {where}: {r.records} records; {r.reason}", markup=False, highlight=False, soft_wrap=True)
         else:
             at = f"record {r.record}: " if r.record is not None else ""
-            out.print(f"FAIL: {where}: {at}{r.reason}", markup=False, highlight=False)
+            out.print(f"FAIL: {where}: {at}{r.reason}", markup=False, highlight=False, soft_wrap=True)
         for w in r.warnings:
-            out.print(f"  warning: {w}", markup=False, highlight=False)
+            out.print(f"  warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if not results:
-        out.print("no transcripts found", markup=False, highlight=False)
+        out.print("no transcripts found", markup=False, highlight=False, soft_wrap=True)
     code = max((r.exit_code for r in results), key=lambda c: (c == 1, c), default=0)
     if as_json:
         sys.stdout.write(json.dumps({"exit_code": code, "results": [r.as_json() for r in results]}, indent=2) + "\n")

@@ -21,8 +21,10 @@ from relay.transcript import ledger
 from relay.transcript.format import (
     RECORD_TAG,
     FormatError,
+    b64,
     build_body,
     parse_body,
+    public_bytes,
     record_hash,
     seal_line,
     split_line,
@@ -102,7 +104,7 @@ def _recover_one(directory: Path, session: str, host_key: Ed25519PrivateKey) -> 
         fields: dict[str, object] = {"last_seq": len(recs), "torn_bytes": len(torn)}
         if torn:
             fields["torn_sha256"] = hashlib.sha256(torn).hexdigest()
-        fields.update(reason="crash", pid=os.getpid())
+        fields.update(reason="crash", pid=os.getpid(), host_key=b64(public_bytes(host_key.public_key())))
         line, rhash = seal_line(build_body(len(recs) + 1, head, "recovery", fields), host_key.sign)
         os.write(fd, line)
         os.fsync(fd)

@@ -6,7 +6,8 @@ no boolean to forget. Outcomes: sealed / recovered (exit 0), tampered (1), incom
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ from relay.transcript.format import (
 )
 
 EXIT_CODES = {"sealed": 0, "recovered": 0, "tampered": 1, "incomplete": 3}
+# The doc's record types and timestamp shape; format.parse_body checks only the members' JSON types.
+SESSION_TYPES = frozenset({"genesis", "message", "error", "approval", "ack", "seal", "recovery"})
+LEDGER_TYPES = frozenset({"open", "seal", "recovery", "rotate"})
+_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 @dataclass
@@ -76,6 +81,16 @@ def _public(text: Any, what: str, record: int) -> Ed25519PublicKey:
         raise Bad(record, f"'{what}' is not an Ed25519 public key") from None
 
 
+def _signature(text: Any, what: str, record: int) -> bytes:
+    # Attacker-controlled text must end as a Bad record, never as an exception out of verify.
+    if not isinstance(text, str):
+        raise Bad(record, f"'{what}' is missing")
+    try:
+        return unb64(text, 64)
+    except FormatError:
+        raise Bad(record, f"'{what}' is not a signature in unpadded base64url") from None
+
+
 class Trust:
     """The trusted host keys: anchors, plus keys a verified rotation ties to a trusted one."""
 
@@ -84,6 +99,9 @@ class Trust:
 
     def trusts(self, raw: bytes) -> bool:
         return raw in self._keys
+
+    def keys(self) -> list[Ed25519PublicKey]:
+        return [Ed25519PublicKey.from_public_bytes(raw) for raw in sorted(self._keys)]
 
     def add_rotations(self, rotations: Sequence[tuple[bytes, bytes]]) -> None:
         changed = True
@@ -110,8 +128,13 @@ def _read_lines(path: Path) -> tuple[list[bytes], bytes]:
     return data[:keep].split(b"\n")[:-1], data[keep:]
 
 
-def _chain(lines: list[bytes], what: str = "record") -> list[_Line]:
-    """Frame, body, seq and prev of every line; Bad at the first that fails."""
+def _chain(lines: list[bytes], what: str = "record", types: frozenset[str] = SESSION_TYPES,
+           signed: Callable[[list[_Line], _Line], bool] | None = None) -> list[_Line]:
+    """Frame, body, common members, seq and prev of every line; Bad at the first that fails.
+
+    `signed(chain, line)` says whether a line's own signature verifies: when a `prev` does not match, it tells
+    a modified previous record (bad signature: that record is named) from a record out of place (this one).
+    """
     out: list[_Line] = []
     prev = ZERO_HASH
     for n, line in enumerate(lines, 1):
@@ -120,6 +143,10 @@ def _chain(lines: list[bytes], what: str = "record") -> list[_Line]:
             rec = parse_body(body)
         except FormatError as exc:
             raise Bad(n, f"malformed {what}: {exc}") from None
+        if not _TS.fullmatch(rec["ts"]):
+            raise Bad(n, f"malformed {what}: 'ts' is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+        if rec["type"] not in types:
+            raise Bad(n, f"malformed {what}: unknown type {rec['type'][:40]!r}")
         seq = rec["seq"]
         if seq != n:
             if seq < n:
@@ -127,11 +154,29 @@ def _chain(lines: list[bytes], what: str = "record") -> list[_Line]:
             raise Bad(n, f"{what} {n} carries seq {seq}: records {n} to {seq - 1} are missing")
         digest, h = record_hash(body, sig)
         if rec["prev"] != prev:
+            if signed is not None and out and not signed(out, out[-1]):
+                raise Bad(n - 1, f"{what} {n - 1} was modified: its signature does not verify")
             raise Bad(n, f"{what} {n} does not follow record {n - 1} (its 'prev' is not the hash of record "
                          f"{n - 1}): a record was modified, inserted, removed or reordered")
         out.append(_Line(n, digest, sig, h, rec))
         prev = h
     return out
+
+
+def _session_signed(chain: list[_Line], line: _Line) -> bool:
+    try:
+        key = Ed25519PublicKey.from_public_bytes(unb64(chain[0].rec["session_key"], 32))
+    except (KeyError, TypeError, ValueError, FormatError):
+        return True  # no usable session key: the genesis checks name the problem
+    return line.rec["type"] == "recovery" or _verify(key, line.sig, RECORD_TAG + line.digest)
+
+
+def _ledger_signed(chain: list[_Line], line: _Line) -> bool:
+    try:
+        key = Ed25519PublicKey.from_public_bytes(unb64(line.rec["host_key"], 32))
+    except (KeyError, TypeError, ValueError, FormatError):
+        return False
+    return _verify(key, line.sig, RECORD_TAG + line.digest)
 
 
 @dataclass
@@ -151,7 +196,7 @@ def verify_ledger(directory: Path, trust: Trust) -> tuple[Result, LedgerView | N
         lines, torn = _read_lines(path)
         if torn:
             raise Bad(len(lines) + 1, "incomplete last line")
-        chain = _chain(lines, "ledger record")
+        chain = _chain(lines, "ledger record", LEDGER_TYPES, _ledger_signed)
         rotations: list[tuple[bytes, bytes]] = []
         for line in chain:
             rec = line.rec
@@ -160,10 +205,9 @@ def verify_ledger(directory: Path, trust: Trust) -> tuple[Result, LedgerView | N
                 raise Bad(line.seq, "bad signature on a ledger record")
             if rec["type"] == "rotate":
                 new = _public(rec.get("new_key"), "new_key", line.seq)
-                endorsement = rec.get("endorsement")
+                endorsement = _signature(rec.get("endorsement"), "endorsement", line.seq)
                 old_raw, new_raw = public_bytes(signer), public_bytes(new)
-                if not isinstance(endorsement, str) or not _verify(new, unb64(endorsement, 64),
-                                                                   rotate_input(old_raw, new_raw)):
+                if not _verify(new, endorsement, rotate_input(old_raw, new_raw)):
                     raise Bad(line.seq, "a key rotation without a valid endorsement by the new key")
                 rotations.append((old_raw, new_raw))
         trust.add_rotations(rotations)
@@ -176,9 +220,11 @@ def verify_ledger(directory: Path, trust: Trust) -> tuple[Result, LedgerView | N
             if rec["type"] == "open" and isinstance(session, str):
                 view.opened[session] = str(rec.get("genesis"))
             elif rec["type"] in ("seal", "recovery") and isinstance(session, str):
+                if type(rec.get("records")) is not int or not isinstance(rec.get("head"), str):
+                    raise Bad(line.seq, f"a ledger {rec['type']} without 'records' and 'head'")
                 # A relay that died between its genesis and the ledger's "open" is recovered with the genesis here.
                 view.opened.setdefault(session, str(rec.get("genesis")))
-                view.ended[session] = (rec["type"], int(rec.get("records", 0)), str(rec.get("head")))
+                view.ended[session] = (rec["type"], rec["records"], rec["head"])
         result.records = len(chain)
         return result, view
     except Bad as bad:
@@ -204,7 +250,7 @@ def verify_file(path: Path, trust: Trust, ledger: LedgerView | None = None, *,
 def _verify_session(path: Path, trust: Trust, ledger: LedgerView | None, all_signatures: bool,
                     result: Result) -> None:
     lines, torn = _read_lines(path)
-    chain = _chain(lines)
+    chain = _chain(lines, signed=_session_signed)
     result.records = len(chain)
     if not chain:
         raise Bad(None, "empty file: no genesis record")
@@ -220,9 +266,8 @@ def _verify_session(path: Path, trust: Trust, ledger: LedgerView | None, all_sig
     host_raw = public_bytes(host)
     if not trust.trusts(host_raw):
         raise Bad(1, f"certified by a host key that is not trusted ({b64(host_raw)})")
-    cert = genesis.get("cert")
-    if not isinstance(cert, str) or not _verify(host, unb64(cert, 64),
-                                                session_cert_input(path.stem, public_bytes(session_key))):
+    cert = _signature(genesis.get("cert"), "cert", 1)
+    if not _verify(host, cert, session_cert_input(path.stem, public_bytes(session_key))):
         raise Bad(1, "the session key's certificate does not verify under the host key")
 
     end: str | None = None
@@ -241,7 +286,7 @@ def _verify_session(path: Path, trust: Trust, ledger: LedgerView | None, all_sig
                 raise Bad(line.seq, "the recovery record does not name the record before it")
             end = "recovery"
 
-    _check_signatures(chain, session_key, host, all_signatures)
+    _check_signatures(chain, session_key, host, trust, all_signatures)
     if torn:
         if end is not None:
             raise Bad(len(chain) + 1, f"bytes after the {end}")
@@ -257,13 +302,18 @@ def _verify_session(path: Path, trust: Trust, ledger: LedgerView | None, all_sig
                         "and has not started since"
 
 
-def _check_signatures(chain: list[_Line], session_key: Ed25519PublicKey, host: Ed25519PublicKey,
+def _check_signatures(chain: list[_Line], session_key: Ed25519PublicKey, host: Ed25519PublicKey, trust: Trust,
                       all_signatures: bool) -> None:
-    def signer(line: _Line) -> Ed25519PublicKey:
-        return host if line.rec["type"] == "recovery" else session_key
-
     def ok(line: _Line) -> bool:
-        return _verify(signer(line), line.sig, RECORD_TAG + line.digest)
+        data = RECORD_TAG + line.digest
+        if line.rec["type"] != "recovery":
+            return _verify(session_key, line.sig, data)
+        # Signed by the host key the next start had (after `relay keys rotate`, the new one), named in the record.
+        try:
+            raw = unb64(line.rec["host_key"], 32)
+        except (KeyError, TypeError, FormatError):
+            return False
+        return trust.trusts(raw) and _verify(Ed25519PublicKey.from_public_bytes(raw), line.sig, data)
 
     # Each prev covers the previous signature, so a valid last signature per key vouches for all before it.
     last_session = next(line for line in reversed(chain) if line.rec["type"] != "recovery")

@@ -39,9 +39,10 @@ def test_a_crashed_session_is_incomplete_until_recovered(tmp_path: Path) -> None
     assert outcome(tmp_path, key) == ("incomplete",)
     assert recover(tmp_path, key) == ["s"]
     recs = records(path)
-    assert recs[-1] | {"ts": None, "prev": None, "pid": None} == {
+    assert recs[-1] | {"ts": None, "prev": None, "pid": None, "host_key": None} == {
         "seq": 5, "ts": None, "prev": None, "type": "recovery", "last_seq": 4, "torn_bytes": 0, "reason": "crash",
-        "pid": None}
+        "pid": None, "host_key": None}
+    assert recs[-1]["host_key"] == recs[0]["host_key"]  # signed by the host key, which it names
     [result] = verify_paths([tmp_path], Trust([key.public_key()]))
     assert (result.outcome, result.exit_code) == ("recovered", 0)
     assert any("crash" in w for w in result.warnings)

@@ -74,3 +74,24 @@ def test_required_collector_that_lags_fails_closed(tmp_path: Path) -> None:
             answer = c.request("tools/call", {"name": "echo", "arguments": {"text": "x"}})
             assert "error" in answer and "collector" in answer["error"]["message"]
             c.close()
+
+
+def test_transcripts_ship_drains_the_backlog(tmp_path: Path) -> None:
+    import subprocess
+
+    with running_collector(token="s3cret-token") as collector:
+        url = collector.url
+        collector.stop()
+        cfg = config(tmp_path, url)
+        assert session(tmp_path, cfg) == 0
+        env = relay_env(tmp_path, COLLECTOR_TOKEN="s3cret-token")
+        ship = [*RELAY, "--config", str(cfg), "transcripts", "ship", "--timeout", "2"]
+        down = subprocess.run(ship, env=env, capture_output=True, text=True)
+        assert down.returncode == 1 and "FAIL:" in down.stderr
+        collector.start()
+        up = subprocess.run(ship, env=env, capture_output=True, text=True)
+        assert up.returncode == 0, up.stderr
+        [path] = sessions(tmp_path)
+        assert f"OK: {path.stem}" in up.stderr
+        assert collector.lines(path.stem) == path.read_bytes().splitlines(keepends=True)
+        assert "s3cret-token" not in up.stderr + down.stderr
