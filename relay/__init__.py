@@ -1,3 +1,3 @@
 """relay: a PCI DSS guardrail between MCP clients and MCP servers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

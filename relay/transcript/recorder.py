@@ -60,6 +60,12 @@ class Recorder:
             tool = ctx.tool if ctx.request is not None else (msg.params.get("name") if method == "tools/call" else None)
             if isinstance(tool, str):
                 fields["tool"] = tool
+            if "error" in obj:
+                fields["outcome"] = "failure"
+            elif "result" in obj:
+                result = obj["result"]
+                failed = isinstance(result, dict) and result.get("isError") is True
+                fields["outcome"] = "failure" if failed else "success"
         if ctx.notes:
             fields["notes"] = ctx.notes
         self._write("message", fields, (ctx.record or msg).raw)

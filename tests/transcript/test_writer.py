@@ -159,6 +159,7 @@ async def test_message_records_through_the_pipeline(recorder: Recorder) -> None:
     assert [r["seq"] for r in recs] == list(range(1, len(recs) + 1))
     assert [r["type"] for r in recs] == ["genesis", "message", "message", "message", "message", "message", "seal"]
     req, prog, resp, lreq, err = recs[1:6]
+    assert (resp["outcome"], err["outcome"]) == ("success", "failure") and "outcome" not in prog
     assert req | {"ts": None, "prev": None} == {"seq": 2, "ts": None, "prev": None, "type": "message", "dir": "c2s", "kind": "request", "id": 7,
                                   "method": "tools/call", "tool": "refund_payment", "message": call}
     assert prog["dir"] == "s2c"
@@ -362,3 +363,11 @@ async def test_the_seal_and_the_open_are_in_the_ledger(tmp_path: Path) -> None:
     session = records(rec.writer.path)
     assert [(r["type"], r["session"]) for r in ledger] == [("open", "s"), ("seal", "s")]
     assert ledger[1]["records"] == 2 and ledger[0]["host_key"] == session[0]["host_key"]
+
+
+async def test_a_tool_result_with_is_error_is_a_failure(recorder: Recorder) -> None:
+    p = Pipeline([recorder])
+    await p.process(m('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"refund"}}'))
+    await p.process(m('{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}', S2C))
+    answer = records(recorder.writer.path)[-1]
+    assert (answer["tool"], answer["outcome"]) == ("refund", "failure")
