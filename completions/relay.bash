@@ -23,10 +23,13 @@ _relay() {
         "config"*) COMPREPLY=($(compgen -W "check path --help" -- "$cur")) ;;
         "demo"*) COMPREPLY=($(compgen -W "--help --transcript-dir" -- "$cur")) ;;
         "keys"*) COMPREPLY=($(compgen -W "export rotate show --help" -- "$cur")) ;;
+        "login"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+        "logout"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         "run"*) COMPREPLY=($(compgen -W "--allow-origin --header --help --listen --listen-token-env --max-message-bytes --transcript-dir --transport --url" -- "$cur")) ;;
         "transcripts"*) COMPREPLY=($(compgen -W "export list ship show --help" -- "$cur")) ;;
         "verify"*) COMPREPLY=($(compgen -W "--all-signatures --help --json --key" -- "$cur")) ;;
-        *) COMPREPLY=($(compgen -W "call completions config demo keys run transcripts verify --config --help --log-format --log-level --version" -- "$cur")) ;;
+        "whoami"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+        *) COMPREPLY=($(compgen -W "call completions config demo keys login logout run transcripts verify whoami --config --help --log-format --log-level --version" -- "$cur")) ;;
     esac
 }
 complete -o default -F _relay relay

@@ -34,6 +34,10 @@ complete -c relay -n '__fish_seen_subcommand_from keys' -a rotate -d 'Replace th
 complete -c relay -n '__fish_seen_subcommand_from rotate' -l help
 complete -c relay -n '__fish_seen_subcommand_from keys' -a show -d 'Where the host key lives and its fingerprint (never the...'
 complete -c relay -n '__fish_seen_subcommand_from show' -l help
+complete -c relay -n '__fish_use_subcommand' -a login -d 'Sign in with the device flow: a code and a URL (and a QR...'
+complete -c relay -n '__fish_seen_subcommand_from login' -l help
+complete -c relay -n '__fish_use_subcommand' -a logout -d 'Revoke the login at the provider (when it supports...'
+complete -c relay -n '__fish_seen_subcommand_from logout' -l help
 complete -c relay -n '__fish_use_subcommand' -a run -d 'Relay an MCP session: stdio (or --listen) on the client...'
 complete -c relay -n '__fish_seen_subcommand_from run' -l allow-origin
 complete -c relay -n '__fish_seen_subcommand_from run' -l header
@@ -70,3 +74,5 @@ complete -c relay -n '__fish_seen_subcommand_from verify' -l all-signatures
 complete -c relay -n '__fish_seen_subcommand_from verify' -l help
 complete -c relay -n '__fish_seen_subcommand_from verify' -l json
 complete -c relay -n '__fish_seen_subcommand_from verify' -l key
+complete -c relay -n '__fish_use_subcommand' -a whoami -d 'Who you are logged in as: issuer, subject, name, groups,...'
+complete -c relay -n '__fish_seen_subcommand_from whoami' -l help

@@ -19,11 +19,45 @@ if TYPE_CHECKING:
 
 TRANSPORTS = ("auto", "streamable-http", "sse", "stdio")
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-RESERVED_SECTIONS = ("identities", "approvals")
+RESERVED_SECTIONS = ("approvals",)
+FLOWS = ("device", "client_credentials", "token")
+GRANT_MODES = ("exchange", "resource", "none")
 FSYNC_POLICIES = ("always", "interval")
 KEY_STORES = ("keyring", "file")
 PAN_MODES = ("last4", "bin_last4", "token", "redact")
 CLIENT_MODES = ("pass", "mask", "block")
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """Who relay is when it talks to servers: a person (device flow) or a bot (client credentials, a token)."""
+
+    name: str
+    issuer: str
+    client_id: str
+    flow: str = "device"
+    scopes: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
+    # Bots: the NAME of the environment variable holding the client secret (never the secret itself).
+    client_secret_env: str | None = None
+    # Bots with private_key_jwt (RFC 7523): a PEM private key file; and its key id if the provider wants one.
+    private_key_file: Path | None = None
+    key_id: str | None = None
+    # flow "token": a workload identity token (e.g. a CI system's OIDC token), from a file or a variable.
+    token_file: Path | None = None
+    token_env: str | None = None
+    # Where refresh tokens live: the OS keyring (default) or a 0600 file the user opts into.
+    store: str = "keyring"
+
+
+@dataclass(frozen=True)
+class GrantConfig:
+    """How relay gets a short-lived token for one server from the identity's login."""
+
+    mode: str = "exchange"  # RFC 8693 token exchange; "resource": an access token for the resource (RFC 8707)
+    resource: str | None = None  # default: the server's URL
+    audience: str | None = None
+    scope: str | None = None
+    lifetime: float | None = None  # seconds asked for; the provider may give less
 
 
 @dataclass(frozen=True)
@@ -35,6 +69,8 @@ class ServerConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
+    identity: str | None = None
+    grant: GrantConfig | None = None
 
     def describe(self) -> str:
         return self.url if self.url else shlex.join(self.command)
@@ -103,6 +139,22 @@ class Config:
     transcripts: TranscriptConfig = field(default_factory=TranscriptConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
+    identities: Mapping[str, IdentityConfig] = field(default_factory=dict)
+
+    def identity(self, name: str | None) -> IdentityConfig:
+        """The named identity, or the only one when no name is given."""
+        if name is None:
+            if len(self.identities) == 1:
+                return next(iter(self.identities.values()))
+            if not self.identities:
+                raise ConfigError("no identities in the config", hint="add one under 'identities:'")
+            raise ConfigError(f"name an identity: {', '.join(sorted(self.identities))}")
+        try:
+            return self.identities[name]
+        except KeyError:
+            near = difflib.get_close_matches(name, list(self.identities), n=1)
+            hint = f"did you mean '{near[0]}'?" if near else f"known: {', '.join(sorted(self.identities)) or 'none'}"
+            raise ConfigError(f"no identity named '{name}' in the config", hint=hint) from None
 
     def server(self, name: str) -> ServerConfig:
         try:
@@ -319,18 +371,70 @@ def _server(r: _Reader, name: str, node: _Node) -> ServerConfig:
         raise r.fail(m["transport"], f"{key}.transport", "'stdio' needs a 'command'")
     if url and not url.startswith(("http://", "https://")):
         raise r.fail(m["url"], f"{key}.url", f"'{url}' is not an http(s) URL")
-    for later in ("identity", "grant"):
-        if later in m:
-            raise r.fail(m[later], f"{key}.{later}", "is not supported by this version of relay yet")
+    identity = r.string(m["identity"], f"{key}.identity") if "identity" in m else None
+    grant = _grant(r, m["grant"], f"{key}.grant") if "grant" in m else None
+    if grant is not None and identity is None:
+        raise r.fail(m["grant"], f"{key}.grant", "a grant needs an 'identity' to get it with")
+    if identity is not None and not url:
+        raise r.fail(m["identity"], f"{key}.identity", "an identity is for a server with a 'url'",
+                     hint="a local command server gets its credentials from its own environment")
     return ServerConfig(
         name=name, url=url, command=tuple(command), transport=transport,
         headers=r.str_map(m["headers"], f"{key}.headers") if "headers" in m else {},
         env=r.str_map(m["env"], f"{key}.env") if "env" in m else {},
         cwd=r.string(m["cwd"], f"{key}.cwd") if "cwd" in m else None,
+        identity=identity, grant=grant if grant is not None or identity is None else GrantConfig(),
     )
 
 
-_TOP_KEYS = ("servers", "relay", "transcripts", "masking", "collector", *RESERVED_SECTIONS)
+def _grant(r: _Reader, node: _Node, key: str) -> GrantConfig:
+    g = r.mapping(node, key, ("mode", "resource", "audience", "scope", "lifetime"))
+    return GrantConfig(
+        mode=r.choice(g["mode"], f"{key}.mode", GRANT_MODES) if "mode" in g else "exchange",
+        resource=r.string(g["resource"], f"{key}.resource") if "resource" in g else None,
+        audience=r.string(g["audience"], f"{key}.audience") if "audience" in g else None,
+        scope=r.string(g["scope"], f"{key}.scope") if "scope" in g else None,
+        lifetime=r.duration(g["lifetime"], f"{key}.lifetime") if "lifetime" in g else None,
+    )
+
+
+_IDENTITY_KEYS = ("issuer", "client_id", "flow", "scopes", "client_secret_env", "private_key_file", "key_id",
+                  "token_file", "token_env", "store")
+
+
+def _identity(r: _Reader, name: str, node: _Node) -> IdentityConfig:
+    key = f"identities.{name}"
+    m = r.mapping(node, key, _IDENTITY_KEYS)
+    for required in ("issuer", "client_id"):
+        if required not in m:
+            raise r.fail(node, key, f"needs '{required}'")
+    issuer = r.string(m["issuer"], f"{key}.issuer").rstrip("/")
+    if not issuer.startswith(("https://", "http://")):
+        raise r.fail(m["issuer"], f"{key}.issuer", f"'{issuer}' is not an http(s) URL")
+    flow = r.choice(m["flow"], f"{key}.flow", FLOWS) if "flow" in m else "device"
+    scopes: tuple[str, ...] = IdentityConfig.scopes
+    if "scopes" in m:
+        if not isinstance(m["scopes"].value, list):
+            raise r.fail(m["scopes"], f"{key}.scopes", "expected a list of scopes")
+        scopes = tuple(r.string(s, f"{key}.scopes") for s in m["scopes"].value)
+    ident = IdentityConfig(
+        name=name, issuer=issuer, client_id=r.string(m["client_id"], f"{key}.client_id"), flow=flow, scopes=scopes,
+        client_secret_env=r.string(m["client_secret_env"], f"{key}.client_secret_env") if "client_secret_env" in m else None,
+        private_key_file=(Path(r.string(m["private_key_file"], f"{key}.private_key_file")).expanduser()
+                          if "private_key_file" in m else None),
+        key_id=r.string(m["key_id"], f"{key}.key_id") if "key_id" in m else None,
+        token_file=Path(r.string(m["token_file"], f"{key}.token_file")).expanduser() if "token_file" in m else None,
+        token_env=r.string(m["token_env"], f"{key}.token_env") if "token_env" in m else None,
+        store=r.choice(m["store"], f"{key}.store", KEY_STORES) if "store" in m else "keyring",
+    )
+    if flow == "client_credentials" and not (ident.client_secret_env or ident.private_key_file):
+        raise r.fail(node, key, "flow client_credentials needs 'client_secret_env' or 'private_key_file'")
+    if flow == "token" and not (ident.token_file or ident.token_env):
+        raise r.fail(node, key, "flow token needs 'token_file' or 'token_env' (the workload identity token)")
+    return ident
+
+
+_TOP_KEYS = ("servers", "relay", "transcripts", "masking", "collector", "identities", *RESERVED_SECTIONS)
 _TRANSCRIPT_KEYS = ("enabled", "dir", "fsync", "fsync_interval", "key_store", "key_file", "unsafe_continue_on_error")
 
 
@@ -421,6 +525,16 @@ def _build(r: _Reader, root: _Node) -> Config:
         opts = r.mapping(top["relay"], "relay", ("max_message_bytes",))
         if "max_message_bytes" in opts:
             max_bytes = r.size(opts["max_message_bytes"], "relay.max_message_bytes")
+    identities = {}
+    if "identities" in top and top["identities"].value:
+        for name, node in r.mapping(top["identities"], "identities", None).items():
+            identities[name] = _identity(r, name, node)
+    for name, server in servers.items():
+        if server.identity is not None and server.identity not in identities:
+            near = difflib.get_close_matches(server.identity, list(identities), n=1)
+            node = r.mapping(r.mapping(top["servers"], "servers", None)[name], f"servers.{name}", None)["identity"]
+            raise r.fail(node, f"servers.{name}.identity", f"no identity named '{server.identity}'",
+                         f"did you mean '{near[0]}'?" if near else "define it under 'identities:'")
     transcripts = _transcripts(r, top["transcripts"]) if "transcripts" in top else TranscriptConfig()
     collector = _collector(r, top["collector"]) if "collector" in top else CollectorConfig()
     masking = _masking(r, top["masking"]) if "masking" in top else MaskingConfig()
@@ -429,7 +543,7 @@ def _build(r: _Reader, root: _Node) -> Config:
             raise r.fail(top[section], section, "is not supported by this version of relay yet",
                          hint="leave the section empty or remove it")
     return Config(path=r.path, servers=servers, max_message_bytes=max_bytes, transcripts=transcripts,
-                  masking=masking, collector=collector)
+                  masking=masking, collector=collector, identities=identities)
 
 
 def parse(text: str, path: Path | None = None) -> Config:

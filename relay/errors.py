@@ -45,3 +45,9 @@ class CallFailed(RelayError):
     """`relay call`: the tool call returned an error or `isError`."""
 
     exit_code = 1
+
+
+class AuthError(RelayError):
+    """Identity: no valid login, the provider refused or cannot be reached, a grant was refused."""
+
+    exit_code = 6

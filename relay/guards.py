@@ -6,7 +6,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from relay.config import CollectorConfig, MaskingConfig, ServerConfig, TranscriptConfig
 from relay.pipeline import Interceptor, Pipeline
@@ -25,6 +25,7 @@ class ChainOptions:
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     transcripts: TranscriptConfig = field(default_factory=TranscriptConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
+    identity: dict[str, Any] | None = None  # who the session acts for (the genesis records it)
 
 
 def build_chain(options: ChainOptions) -> Pipeline:
@@ -56,7 +57,7 @@ def _recorder(options: ChainOptions, directory: Path) -> Interceptor:
     else:
         described["command"] = server.command[0]  # not its arguments: they may carry secrets
     writer = SessionWriter(directory, options.session_id, described, host_key,
-                           WriterOptions(fsync=t.fsync, fsync_interval=t.fsync_interval))
+                           WriterOptions(fsync=t.fsync, fsync_interval=t.fsync_interval, identity=options.identity))
     c = options.collector
     if c.url is None:
         return Recorder(writer, host_key, unsafe_continue=t.unsafe_continue_on_error)

@@ -6,11 +6,18 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from relay.config import CollectorConfig, Config, MaskingConfig, ServerConfig, TranscriptConfig
+from relay.config import (
+    CollectorConfig,
+    Config,
+    IdentityConfig,
+    MaskingConfig,
+    ServerConfig,
+    TranscriptConfig,
+)
 from relay.errors import UpstreamError, UsageError
 from relay.guards import ChainOptions, build_chain
 from relay.jsonrpc import Direction
@@ -18,6 +25,7 @@ from relay.pipeline import Pipeline
 from relay.session import Session
 from relay.transcript.writer import new_session_id
 from relay.transports import Transport
+from relay.transports.http import Credentials
 from relay.transports.memory import MemoryTransport, memory_pair
 from relay.transports.stdio import StdioClientTransport
 from relay.transports.upstream import open_upstream
@@ -36,6 +44,7 @@ class Target:
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     transcripts: TranscriptConfig = field(default_factory=TranscriptConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
+    identity: IdentityConfig | None = None  # the server's identity, when it has one
 
 
 def resolve_server(config: Config, name: str | None, url: str | None, command: list[str],
@@ -71,20 +80,40 @@ def _label(url: str) -> str:
     return urlsplit(url).netloc or url
 
 
-def _chain(target: Target) -> Pipeline:
+def _chain(target: Target, identity: dict[str, Any] | None = None) -> Pipeline:
     return build_chain(ChainOptions(
         session_id=new_session_id(), server=target.server, transcript_dir=target.transcript_dir,
-        masking=target.masking, transcripts=target.transcripts, collector=target.collector))
+        masking=target.masking, transcripts=target.transcripts, collector=target.collector, identity=identity))
 
 
 async def _run_session(target: Target, client: Transport) -> None:
-    pipeline = _chain(target)
+    if target.identity is None:
+        await _relay(target, client, None, None)
+        return
+    from relay.auth.upstream import identity_record, server_grant
+
+    assert target.server.url is not None
+    async with server_grant(target.identity, target.server.url, target.server.grant) as grant:
+        await _relay(target, client, grant, await identity_record(grant))
+
+
+async def _relay(target: Target, client: Transport, credentials: Credentials | None,
+                 identity: dict[str, Any] | None) -> None:
+    pipeline = _chain(target, identity)
+    if credentials is not None:
+        from relay.auth.grants import Grant
+
+        assert isinstance(credentials, Grant)
+        if credentials.last is not None:
+            pipeline.report(credentials.last)  # the grant obtained at start, now that there is a transcript
+        credentials.on_grant = pipeline.report
     reason = "error"
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(pipeline.serve)
             try:
-                async with open_upstream(target.server, limit=target.max_message_bytes) as upstream:
+                async with open_upstream(target.server, limit=target.max_message_bytes,
+                                         credentials=credentials) as upstream:
                     await Session(client, upstream, pipeline).run()
                 reason = "client_closed"
             except UpstreamError:

@@ -258,10 +258,59 @@ def test_empty_command(cfg_path: Path) -> None:
         f"{cfg_path}:3: servers.a.command: empty command"
 
 
-@pytest.mark.parametrize("key", ["identity", "grant"])
-def test_later_server_keys_are_refused(key: str, cfg_path: Path) -> None:
-    err = fails(f"servers:\n  a:\n    url: http://x\n    {key}: y\n", cfg_path)
-    assert err.message == f"{cfg_path}:4: servers.a.{key}: is not supported by this version of relay yet"
+IDENTITIES = """\
+identities:
+  corp:   {issuer: https://login.example.com/, client_id: relay-cli, scopes: [openid, profile, email, offline_access], flow: device}
+  ci:     {issuer: https://login.example.com, client_id: ci-bot, flow: client_credentials, client_secret_env: RELAY_CI_SECRET}
+  wl:     {issuer: https://login.example.com, client_id: ci-bot, flow: token, token_env: CI_OIDC_TOKEN, store: file}
+servers:
+  payments:
+    url: https://mcp.payments.internal/mcp
+    identity: corp
+    grant: {mode: exchange, resource: https://mcp.payments.internal/mcp, scope: payments:read, lifetime: 5m}
+  plain:
+    url: https://other/mcp
+    identity: ci
+"""
+
+
+def test_identities_and_grants_in_the_issue_s_shape(cfg_path: Path) -> None:
+    c = parse(IDENTITIES, cfg_path)
+    corp, ci, wl = c.identities["corp"], c.identities["ci"], c.identities["wl"]
+    assert (corp.issuer, corp.client_id, corp.flow, corp.scopes) == (
+        "https://login.example.com", "relay-cli", "device", ("openid", "profile", "email", "offline_access"))
+    assert (ci.flow, ci.client_secret_env, wl.flow, wl.token_env, wl.store) == (
+        "client_credentials", "RELAY_CI_SECRET", "token", "CI_OIDC_TOKEN", "file")
+    pay = c.servers["payments"]
+    assert pay.identity == "corp" and pay.grant is not None
+    assert (pay.grant.mode, pay.grant.resource, pay.grant.scope, pay.grant.lifetime) == (
+        "exchange", "https://mcp.payments.internal/mcp", "payments:read", 300.0)
+    assert c.servers["plain"].grant is not None and c.servers["plain"].grant.mode == "exchange"  # the default
+    assert c.identity("corp") is corp
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("identities:\n  a: {client_id: x}\n", "identities.a: needs 'issuer'"),
+    ("identities:\n  a: {issuer: ftp://x, client_id: x}\n", "identities.a.issuer: 'ftp://x' is not an http(s) URL"),
+    ("identities:\n  a: {issuer: https://x, client_id: x, flow: magic}\n", "identities.a.flow: 'magic' is not valid"),
+    ("identities:\n  a: {issuer: https://x, client_id: x, flow: client_credentials}\n",
+     "flow client_credentials needs 'client_secret_env' or 'private_key_file'"),
+    ("identities:\n  a: {issuer: https://x, client_id: x, flow: token}\n", "flow token needs 'token_file' or 'token_env'"),
+    ("servers:\n  a:\n    url: http://x\n    identity: corp\n", "servers.a.identity: no identity named 'corp'"),
+    ("servers:\n  a:\n    url: http://x\n    grant: {mode: exchange}\n", "a grant needs an 'identity'"),
+    ("identities:\n  c: {issuer: https://x, client_id: x}\nservers:\n  a:\n    command: [x]\n    identity: c\n",
+     "an identity is for a server with a 'url'"),
+    ("identities:\n  c: {issuer: https://x, client_id: x}\nservers:\n  a:\n    url: http://x\n    identity: c\n"
+     "    grant: {mode: swap}\n", "servers.a.grant.mode: 'swap' is not valid"),
+])
+def test_identity_errors(text: str, message: str, cfg_path: Path) -> None:
+    assert message in fails(text, cfg_path).message
+
+
+def test_unknown_identity_names_its_line_and_the_nearest(cfg_path: Path) -> None:
+    err = fails("identities:\n  corp: {issuer: https://x, client_id: x}\nservers:\n  a:\n    url: http://x\n"
+                "    identity: crop\n", cfg_path)
+    assert err.message.startswith(f"{cfg_path}:6: servers.a.identity") and err.hint == "did you mean 'corp'?"
 
 
 def test_duplicate_keys_name_the_line_of_the_second(cfg_path: Path) -> None:
@@ -304,7 +353,7 @@ def test_yaml_tags_that_cannot_be_constructed_are_config_errors(value: str, cfg_
     assert err.message.startswith(f"{cfg_path}:3:")
 
 
-@pytest.mark.parametrize("section", ["identities", "approvals"])
+@pytest.mark.parametrize("section", ["approvals"])
 def test_reserved_sections_must_be_empty(section: str, cfg_path: Path) -> None:
     assert parse(f"{section}:\n", cfg_path).servers == {}
     assert parse(f"{section}: {{}}\n", cfg_path).servers == {}

@@ -47,10 +47,11 @@ def _global(
 
 
 def _register() -> None:
-    from relay.cli import completions, config_cmd, demo, keys_cmd, run, transcripts_cmd, verify_cmd
+    from relay.cli import completions, config_cmd, demo, keys_cmd, login_cmd, run, transcripts_cmd, verify_cmd
 
     run.register(app)
     demo.register(app)
+    login_cmd.register(app)
     verify_cmd.register(app)
     keys_cmd.register(app)
     transcripts_cmd.register(app)

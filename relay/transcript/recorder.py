@@ -84,8 +84,9 @@ class Recorder:
             log.error("%s; forwarding anyway (transcripts.unsafe_continue_on_error)", exc)
 
     def on_event(self, event: dict[str, Any]) -> None:
-        """Relay's own decisions (errors it answered with, faults it saw) belong in the transcript too."""
-        self._write("error", event)
+        """Relay's own decisions (errors it answered with, faults it saw, grants it obtained) belong in the
+        transcript too."""
+        self._write("grant" if event.get("event") == "grant" else "error", event)
 
     def _ack(self, seq: int, head: str) -> None:
         if self.writer.closed or self.shipper is None:

@@ -33,7 +33,7 @@ from relay.transcript.format import (
 
 EXIT_CODES = {"sealed": 0, "recovered": 0, "tampered": 1, "incomplete": 3}
 # The doc's record types and timestamp shape; format.parse_body checks only the members' JSON types.
-SESSION_TYPES = frozenset({"genesis", "message", "error", "approval", "ack", "seal", "recovery"})
+SESSION_TYPES = frozenset({"genesis", "message", "error", "grant", "approval", "ack", "seal", "recovery"})
 LEDGER_TYPES = frozenset({"open", "seal", "recovery", "rotate"})
 _TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from relay import __version__
 from relay.errors import UpstreamError
@@ -17,8 +17,36 @@ SESSION_HEADER = "mcp-session-id"
 PROTOCOL_HEADER = "mcp-protocol-version"
 
 
-def make_client(headers: Mapping[str, str]) -> HttpClient:
-    return HttpClient({"user-agent": USER_AGENT, **headers})
+class Credentials(Protocol):
+    """What an upstream request carries as `Authorization` (an identity's grant); the transports never see it."""
+
+    async def authorization(self) -> str: ...
+
+    async def rejected(self, value: str) -> None:
+        """The server answered 401 to `value`: the next `authorization()` must be a fresh one."""
+
+
+class AuthorizedClient(HttpClient):
+    """An HttpClient that sends the current grant with every request and, on a 401, retries once with a new one."""
+
+    def __init__(self, headers: Mapping[str, str], credentials: Credentials) -> None:
+        super().__init__(headers)
+        self._credentials = credentials
+
+    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b"") -> Response:
+        value = await self._credentials.authorization()
+        resp = await super().request(method, url, {**headers, "authorization": value}, body)
+        if resp.status_code != 401:
+            return resp
+        await resp.aclose()
+        await self._credentials.rejected(value)
+        again = await self._credentials.authorization()
+        return await super().request(method, url, {**headers, "authorization": again}, body)
+
+
+def make_client(headers: Mapping[str, str], credentials: Credentials | None = None) -> HttpClient:
+    base = {"user-agent": USER_AGENT, **headers}
+    return HttpClient(base) if credentials is None else AuthorizedClient(base, credentials)
 
 
 def too_large_fault(limit: int, ids: tuple[Any, ...]) -> Fault:

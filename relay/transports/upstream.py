@@ -13,7 +13,7 @@ from relay.config import ServerConfig
 from relay.jsonrpc import Message
 from relay.transports import Fault, Paused, Transport
 from relay.transports.h1 import HttpClient
-from relay.transports.http import make_client
+from relay.transports.http import Credentials, make_client
 from relay.transports.sse import SseTransport
 from relay.transports.stdio import open_child
 from relay.transports.streamable_http import FallBack, StreamableHttpTransport
@@ -60,13 +60,14 @@ class AutoHttpTransport:
 
 
 @contextlib.asynccontextmanager
-async def open_upstream(server: ServerConfig, *, limit: int) -> AsyncIterator[Transport]:
+async def open_upstream(server: ServerConfig, *, limit: int,
+                        credentials: Credentials | None = None) -> AsyncIterator[Transport]:
     if server.command:
         async with open_child(server.command, label=server.name, limit=limit, env=server.env, cwd=server.cwd) as child:
             yield child
         return
     assert server.url is not None
-    async with make_client(server.headers) as client, anyio.create_task_group() as tg:
+    async with make_client(server.headers, credentials) as client, anyio.create_task_group() as tg:
         transport: StreamableHttpTransport | SseTransport | AutoHttpTransport
         if server.transport == "sse":
             transport = SseTransport(client, server.url, tg, limit)

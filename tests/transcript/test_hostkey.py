@@ -12,29 +12,12 @@ from pathlib import Path
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
 from keyring.errors import NoKeyringError
 
 from relay.errors import GuardError, UsageError
 from relay.transcript.format import public_bytes
 from relay.transcript.hostkey import ACCOUNT, SERVICE, HostKeys, fingerprint, load_public_pem, public_pem
-
-
-class MemoryKeyring(KeyringBackend):
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.store.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.store[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.store.pop((service, username), None)
+from tests.support.keyrings import MemoryKeyring
 
 
 class NoKeyring(MemoryKeyring):
