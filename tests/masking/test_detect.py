@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from relay.masking import iin
-from relay.masking.detect import Finding, _hot, is_pan, may_contain, scan, sensitive_key
+from relay.masking import detect, iin
+from relay.masking.detect import Finding, _hot, is_pan, may_contain, scan, scan_many, sensitive_key
 from tests.masking.corpus import (
     ADYEN,
     BENIGN_CORPUS,
@@ -157,8 +157,8 @@ def test_whole_corpora_joined_into_one_text() -> None:
     ],
 )
 def test_long_texts_lose_no_card_between_blocks(extra: str, exact: bool) -> None:
-    # Over 64 KiB the byte-class pass works block by block; "%" and non-ASCII separators switch it to its
-    # loose mode, non-ASCII letters to byte offsets that are mapped back to characters.
+    # Long texts with cards, ids and digit runs all over; "%" and non-ASCII separators switch the byte-class
+    # pass to its loose mode, non-ASCII letters to its Latin-1 image.
     rng = random.Random(5)
     pool = [t for t, _ in CARD_CORPUS + [(b, []) for b in BENIGN_CORPUS] if _block_path_text(t, exact)]
     texts = [extra]
@@ -290,6 +290,36 @@ def test_json_escaped_digits() -> None:
         ("cvv", "\\u0031\\u0032\\u0033"),
         ("pan", "4242424242424242"),
     ]
+
+
+def test_a_card_right_after_percent_or_ampersand_is_found_among_many_digits() -> None:
+    # "%30" could be an escape: read as one first, then (finding nothing) as digits. Digit-dense text once
+    # took a shortcut past both readings, and past a card right after "&".
+    digits = " 22 33 44 55 66 77 88 99" * 3
+    assert labels(scan("ab %30200000000000 xx" + digits)) == ["30200000000000"]
+    assert labels(scan("x&nbsp;y &4111111111111111" + digits)) == ["4111111111111111"]
+    assert labels(scan("q=card%204111%201111%201111%201111" + digits)) == ["4111111111111111"]
+
+
+def test_a_character_that_only_may_be_a_separator_hides_no_card() -> None:
+    # In text with non-ASCII separators any non-ASCII character may be one, until the exact regex reads it;
+    # the chain it seemed to join ("3782\u00e94111...") must not swallow the card that starts after it.
+    for glue in ("\u00e9", "?", "\u4e00"):
+        text = f"-30200000000000\u00ad3782{glue}4111111111111111 x"
+        assert labels(scan(text)) == ["30200000000000", "4111111111111111"], glue
+
+
+def test_a_card_after_a_track_is_found() -> None:
+    text = "4111111111111111=2912101000001 5555 5555 5555 4444"
+    assert [(f.kind, f.digits) for f in scan(text)] == [("track2", "4111111111111111"), ("pan", "5555555555554444")]
+
+
+def test_latin1_image_exceptions_match_the_unicode_database() -> None:
+    # The keyword regexes read the text's Latin-1 image, lowered, unless the text has one of these.
+    wide = "".join(re.findall(r"\s", "".join(map(chr, range(0x100, 0x110000)))))
+    assert set(detect._WIDE_SPACES) == set(wide)
+    lower = {chr(c) for c in range(0x80, 0x110000) if any(ch.isascii() for ch in chr(c).lower())}
+    assert set(detect._LOWER_TO_ASCII) == lower
 
 
 def test_tracks_are_one_finding_covering_the_whole_track() -> None:
@@ -507,6 +537,12 @@ def test_may_contain_false_means_no_findings(text: str) -> None:
         assert scan(text) == []
     if scan(text):
         assert may_contain(text)
+
+
+@PROPERTY
+@given(texts=st.lists(st.one_of(MIXED_TEXT, st.sampled_from([t for t, _ in CARD_CORPUS[::7]] + BENIGN_CORPUS))))
+def test_scan_many_gives_each_text_the_findings_of_scan(texts: list[str]) -> None:
+    assert scan_many(texts) == {i: found for i, text in enumerate(texts) if (found := scan(text))}
 
 
 @PROPERTY

@@ -58,6 +58,7 @@ async def test_a_masker_that_fails_withholds_the_message(tmp_path: Path, monkeyp
         raise RuntimeError("detector broke")
 
     monkeypatch.setattr("relay.masking.mask.scan", broken)
+    monkeypatch.setattr("relay.masking.mask.scan_many", broken)  # how Masker.message reads a message's texts
     out = await pipeline.process(Message.build({"jsonrpc": "2.0", "id": 3, "result": {"text": PAN}},
                                                Direction.SERVER_TO_CLIENT))
     assert out.forward is not None and out.forward.obj["error"]["code"] == GUARD_ERROR

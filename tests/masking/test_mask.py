@@ -8,9 +8,13 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.jsonrpc import Direction, Message
+from relay.masking.detect import sensitive_key
 from relay.masking.mask import CustomRule, Masker, MaskPolicy, normalise_key
+from relay.masking.modes import redact_sad
 
 S2C = Direction.SERVER_TO_CLIENT
 PAN = "4111111111111111"
@@ -133,3 +137,64 @@ def test_the_message_prefilter_lets_every_sensitive_key_through() -> None:
         for key in (form, form.upper(), f"card_{form}", f"credit{form.capitalize()}"):
             if detect.sensitive_key(key) is not None:
                 assert _sad_key_hint(key), key
+
+
+@pytest.mark.parametrize("text", [
+    "card 4111\u00a01111\u00a01111\u00a01111",  # no-break spaces
+    "card 4111\u20091111\u20091111\u20091111",  # thin spaces
+    "card " + "".join(chr(0x9E6 + int(d)) for d in PAN),  # Bengali digits
+])
+def test_cards_behind_json_unicode_escapes_are_masked(text: str) -> None:
+    # json.dumps writes every non-ASCII character as \uXXXX: the card is only whole in the parsed string.
+    raw = json.dumps(result({"content": [{"type": "text", "text": text}]})).encode()
+    assert b"\\u" in raw
+    out, actions = Masker(MaskPolicy()).message(Message.parse(raw, S2C))
+    assert actions == [{"rule": "pan", "pointer": "/result/content/0/text", "count": 1}]
+    assert out.obj["result"]["content"][0]["text"].count("*") == 12
+
+
+def test_numbers_that_are_not_cards_keep_their_type() -> None:
+    obj, _ = masked(result({"text": PAN, "big": 123456789012.0, "ts": 1732406400000}))
+    assert obj["result"] == {"text": MASKED, "big": 123456789012.0, "ts": 1732406400000}
+    assert isinstance(obj["result"]["big"], float)
+
+
+# Texts made of the pieces that matter to the detectors, and JSON values built from them.
+_PIECES = ["4111111111111111", "4111 1111 1111 1111", "5555-5555-5555-4444", "1732406400000", "12", " ",
+           "CVV: 123", "pin 1234", "\u00a0", "\u0664\u0661\u0661\u0661", "%20", "\\u0034", "a", "\n", "DE89"]  # fmt: skip
+_TEXT = st.lists(st.sampled_from(_PIECES), max_size=8).map("".join)
+_SCALAR = st.one_of(_TEXT, st.sampled_from([4111111111111111, 4111111111111111.0, 1732406400000, 7, 1.5, None,
+                                            True]))  # fmt: skip
+_JSON = st.recursive(_SCALAR, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                      st.dictionaries(_TEXT, inner, max_size=4)), max_leaves=16)
+
+
+def _one_by_one(masker: Masker, value: Any) -> Any:
+    """What Masker.message must give: every string, key and PAN-sized integer masked on its own."""
+    if isinstance(value, str):
+        return masker.text(value, "", {})
+    if isinstance(value, list):
+        return [_one_by_one(masker, v) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            kind = sensitive_key(k)
+            has_value = v is not None and not isinstance(v, bool) and v != ""
+            out[masker.text(k, "", {})] = redact_sad(kind) if kind and has_value else _one_by_one(masker, v)
+        return out
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == int(value):
+        if 10**11 <= int(value) < 10**19:
+            text = str(int(value))
+            masked = masker.text(text, "", {})
+            return masked if masked != text else value
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(content=_JSON, ensure_ascii=st.booleans())
+def test_a_message_is_masked_as_its_strings_are_one_by_one(content: Any, ensure_ascii: bool) -> None:
+    # Masker.message reads all the strings of a message in one scan: the result must not tell.
+    masker = Masker(MaskPolicy())
+    raw = json.dumps(result(content), ensure_ascii=ensure_ascii).encode()
+    out, _ = masker.message(Message.parse(raw, S2C))
+    assert out.obj == result(_one_by_one(masker, content))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from relay.masking.modes import mask_pan, pan_token, redact_sad
 
 
@@ -33,3 +36,23 @@ def test_redact_and_sad() -> None:
     assert mask_pan("4111111111111111", "4111111111111111", "redact") == "[PAN REDACTED]"
     assert redact_sad("cvv") == "[CVV REDACTED]"
     assert redact_sad("track2") == "[TRACK DATA REDACTED]"
+
+
+def _stars_except(original: str, keep: set[int]) -> str:
+    """Every decimal digit starred but the n-th ones in `keep` (the rule, written out plainly)."""
+    out, n = [], 0
+    for ch in original:
+        out.append(ch if not ch.isdecimal() or n in keep else "*")
+        n += ch.isdecimal()
+    return "".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(digits=st.text("0123456789", min_size=12, max_size=19),
+       seps=st.lists(st.sampled_from(["", "", " ", "-", ".", "%20", "&#160;", "\u00a0", "\u2009"]), min_size=19,
+                     max_size=19))  # fmt: skip
+def test_last4_and_bin_last4_star_every_digit_but_the_shown_ones(digits: str, seps: list[str]) -> None:
+    original = digits[0] + "".join(sep + d for sep, d in zip(seps, digits[1:], strict=False))
+    count = len(digits)
+    assert mask_pan(original, digits, "last4") == _stars_except(original, set(range(count - 4, count)))
+    assert mask_pan(original, digits, "bin_last4") == _stars_except(original, {*range(6), *range(count - 4, count)})
