@@ -142,10 +142,13 @@ class Config:
     identities: Mapping[str, IdentityConfig] = field(default_factory=dict)
 
     def identity(self, name: str | None) -> IdentityConfig:
-        """The named identity, or the only one when no name is given."""
+        """The named identity; without a name, the only one, or the only person's (device flow) among bots."""
         if name is None:
+            people = [i for i in self.identities.values() if i.flow == "device"]
             if len(self.identities) == 1:
                 return next(iter(self.identities.values()))
+            if len(people) == 1:
+                return people[0]
             if not self.identities:
                 raise ConfigError("no identities in the config", hint="add one under 'identities:'")
             raise ConfigError(f"name an identity: {', '.join(sorted(self.identities))}")

@@ -50,12 +50,16 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 async def device_login(http: httpx.AsyncClient, meta: ProviderMetadata, identity: IdentityConfig,
-                       prompt: DevicePrompt, *, sleep: Sleep = anyio.sleep) -> TokenResponse:
+                       prompt: DevicePrompt, *, resources: list[str] | None = None,
+                       sleep: Sleep = anyio.sleep) -> TokenResponse:
+    """`resources` (RFC 8707): servers the login will later ask access tokens for by resource indicator."""
     if meta.device_authorization_endpoint is None:
         raise AuthError(f"the provider {meta.issuer} does not offer the device flow",
                         hint="its discovery document has no device_authorization_endpoint")
-    body = await post_form(http, meta.device_authorization_endpoint,
-                           {"client_id": identity.client_id, "scope": " ".join(identity.scopes)})
+    form: dict[str, str | list[str]] = {"client_id": identity.client_id, "scope": " ".join(identity.scopes)}
+    if resources:
+        form["resource"] = resources
+    body = await post_form(http, meta.device_authorization_endpoint, form)
     try:
         device_code = str(body["device_code"])
         code = DeviceCode(

@@ -29,7 +29,6 @@ log = logging.getLogger("relay.auth")
 
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 RENEW_AT = 0.8  # of the grant's life: renew in the background from here on
-MIN_LIFE = 10.0
 
 
 class Grant:
@@ -52,10 +51,10 @@ class Grant:
         now = time.monotonic()
         if self._token is not None and now < self._expires_at:
             if now >= self._renew_at and self._inflight is None:
-                self._start_renewal()  # in the background: this request goes with the still-valid grant
+                self._start_renewal(background=True)  # this request goes with the still-valid grant
             return f"Bearer {self._token}"
         if self._inflight is None:
-            self._start_renewal()
+            self._start_renewal(background=False)
         assert self._inflight is not None
         await self._inflight.wait()
         if self._token is None or time.monotonic() >= self._expires_at:
@@ -68,7 +67,7 @@ class Grant:
             log.info("the server refused the grant for %s; obtaining a new one", self.resource)
             self._token = None
 
-    def _start_renewal(self) -> None:
+    def _start_renewal(self, *, background: bool) -> None:
         event = anyio.Event()
         self._inflight = event
 
@@ -77,8 +76,10 @@ class Grant:
                 await self._obtain()
                 self._error = None
             except AuthError as exc:
-                self._error = exc
-                log.error("could not obtain a grant for %s: %s", self.resource, exc)
+                self._error = exc  # a waiting request raises it; a background renewal only reports it
+                if background:
+                    log.warning("could not renew the grant for %s (retried at the next request): %s",
+                                self.resource, exc)
             finally:
                 self._inflight = None
                 event.set()
@@ -91,7 +92,8 @@ class Grant:
         life = (tokens.expires_at - time.time()) if tokens.expires_at is not None else self.config.lifetime or 300.0
         if self.config.lifetime is not None:
             life = min(life, self.config.lifetime)  # short-lived means short-lived, whatever the provider allows
-        life = max(life, MIN_LIFE)
+        if life <= 1.0:
+            raise AuthError(f"the identity provider issued a grant for {self.resource} that is already expiring")
         self._token = tokens.access_token
         self._expires_at = started + life
         self._renew_at = started + life * RENEW_AT

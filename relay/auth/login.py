@@ -63,12 +63,13 @@ class Login:
 
     # -- people ------------------------------------------------------------------------------------------
 
-    async def login(self, prompt: DevicePrompt) -> Identity:
-        """The device flow; on success the refresh token and identity are stored."""
+    async def login(self, prompt: DevicePrompt, resources: list[str] | None = None) -> Identity:
+        """The device flow; on success the refresh token and identity are stored. `resources`: the servers that
+        take access tokens by resource indicator (grant mode `resource`), which the login must cover."""
         if self.is_bot:
             raise AuthError(f"identity '{self.config.name}' is a bot ({self.config.flow}): it needs no login")
         meta = await self.metadata()
-        tokens = await device_login(self.http, meta, self.config, prompt)
+        tokens = await device_login(self.http, meta, self.config, prompt, resources=resources)
         if tokens.id_token is None:
             raise AuthError("the provider did not return an ID token", hint="include the 'openid' scope")
         identity = await validate(self.http, meta, self.config.client_id, tokens.id_token)
@@ -92,7 +93,7 @@ class Login:
                 try:
                     await post_form(self.http, meta.revocation_endpoint, {
                         "token": stored.refresh_token, "token_type_hint": "refresh_token",
-                        "client_id": self.config.client_id})
+                        "client_id": self.config.client_id}, expect_json=False)  # RFC 7009: an empty 200
                     revoked = True
                 except AuthError as exc:
                     log.warning("could not revoke the login at the provider: %s", exc)

@@ -77,8 +77,8 @@ async def get_json(http: httpx.AsyncClient, url: str, what: str) -> dict[str, An
     return _json(resp, url)
 
 
-async def post_form(http: httpx.AsyncClient, url: str, data: Mapping[str, str],
-                    auth: tuple[str, str] | None = None) -> dict[str, Any]:
+async def post_form(http: httpx.AsyncClient, url: str, data: Mapping[str, str | list[str]],
+                    auth: tuple[str, str] | None = None, *, expect_json: bool = True) -> dict[str, Any]:
     """POST a form; the JSON answer, or OAuthError for an OAuth error answer, AuthError for anything else."""
     try:
         if auth is None:
@@ -94,7 +94,7 @@ async def post_form(http: httpx.AsyncClient, url: str, data: Mapping[str, str],
             desc = body.get("error_description")
             raise OAuthError(code, desc if isinstance(desc, str) else None, url)
         raise AuthError(f"the identity provider at {url} answered HTTP {resp.status_code}")
-    if not body:
+    if not body and expect_json:
         raise AuthError(f"the identity provider at {url} did not answer with JSON")
     return body
 

@@ -41,7 +41,7 @@ class TerminalPrompt:
         out.print(Text("To sign in, open this page and enter the code:", style="bold"))
         out.print(f"  {code.verification_uri}", markup=False, highlight=False, soft_wrap=True)
         out.print()
-        out.print(Text(f"    {_spaced(code.user_code)}    ", style="bold reverse"))
+        out.print(Text(f"   {code.user_code}   ", style="bold reverse"))
         out.print()
         if self._qr:
             out.print("or scan this with a phone (it opens the page with the code filled in):", markup=False)
@@ -66,10 +66,6 @@ class TerminalPrompt:
 
     async def finished(self, ok: bool) -> None:
         self._done.set()
-
-
-def _spaced(user_code: str) -> str:
-    return " ".join(user_code)
 
 
 def _qr(url: str) -> str:

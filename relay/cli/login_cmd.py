@@ -24,13 +24,17 @@ def login(identity: IdentityArg = None) -> None:
     from relay.auth.terminal import TerminalPrompt
 
     try:
-        cfg = config_mod.load(state.config_path).identity(identity)
+        config = config_mod.load(state.config_path)
+        cfg = config.identity(identity)
     except RelayError as err:
         raise fail(err) from None
+    # Servers that take this identity's access tokens by resource indicator: the login must name them (RFC 8707).
+    resources = sorted({s.grant.resource or s.url for s in config.servers.values()
+                        if s.identity == cfg.name and s.grant is not None and s.grant.mode == "resource" and s.url})
 
     async def go() -> None:
         async with oauth.client() as http, TerminalPrompt() as prompt:
-            who = await Login(cfg, http).login(prompt)
+            who = await Login(cfg, http).login(prompt, resources=[r for r in resources if r])
         name = who.name or who.email or who.subject
         console().print(f"Logged in to {cfg.issuer} as {name} (identity '{cfg.name}').", markup=False,
                         highlight=False, soft_wrap=True)
