@@ -21,6 +21,8 @@ UPSTREAM_ERROR = -32000
 REQUEST_TOO_LARGE = -32001
 GUARD_ERROR = -32002
 REJECTED = -32003
+LOGIN_REQUIRED = -32004
+URL_ELICITATION_REQUIRED = -32042  # MCP 2025-11-25: the client should show the URL, then retry
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 

@@ -86,15 +86,39 @@ def _chain(target: Target, identity: dict[str, Any] | None = None) -> Pipeline:
         masking=target.masking, transcripts=target.transcripts, collector=target.collector, identity=identity))
 
 
-async def _run_session(target: Target, client: Transport) -> None:
+async def _run_session(target: Target, client: Transport, *, in_band_login: bool = False) -> None:
+    """`in_band_login`: with no valid login, sign the person in through the MCP client (no terminal here)."""
     if target.identity is None:
         await _relay(target, client, None, None)
         return
+    from relay.auth.login import NotLoggedIn
     from relay.auth.upstream import identity_record, server_grant
 
     assert target.server.url is not None
-    async with server_grant(target.identity, target.server.url, target.server.grant) as grant:
-        await _relay(target, client, grant, await identity_record(grant))
+    started = False
+    for attempt in range(2):
+        try:
+            async with server_grant(target.identity, target.server.url, target.server.grant) as grant:
+                started = True
+                await _relay(target, client, grant, await identity_record(grant))
+            return
+        except NotLoggedIn:
+            # Only before the session: mid-session the client has initialized with a server it cannot get back.
+            if started or not in_band_login or attempt or target.identity.flow != "device":
+                raise
+        signed_in = await _login_in_band(target.identity, client, target.server.name)
+        if signed_in is None:
+            return
+        client = signed_in
+
+
+async def _login_in_band(identity: IdentityConfig, client: Transport, server: str) -> Transport | None:
+    from relay.auth import oauth
+    from relay.auth.inband import login_in_band
+    from relay.auth.login import Login
+
+    async with oauth.client() as http:
+        return await login_in_band(client, Login(identity, http), server)
 
 
 async def _relay(target: Target, client: Transport, credentials: Credentials | None,
@@ -155,7 +179,8 @@ async def run_stdio(target: Target) -> None:
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_until_signal, tg.cancel_scope)
-            await _run_session(target, client)
+            # Spawned by an assistant (no terminal): a missing login is signed in through the MCP client.
+            await _run_session(target, client, in_band_login=not sys.stdin.isatty())
             tg.cancel_scope.cancel()
     finally:
         await client.aclose()
@@ -185,7 +210,7 @@ async def serve_listen(target: Target, options: ListenOptions) -> None:
     from relay.transports.listen import ListenApp
 
     async with anyio.create_task_group() as tg:
-        app = ListenApp(options, target.max_message_bytes, lambda s: _run_session(target, s), tg)
+        app = ListenApp(options, target.max_message_bytes, lambda s: _run_session(target, s, in_band_login=True), tg)
         config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
                                 lifespan="off", ws="none", http="h11", server_header=False)
         server = uvicorn.Server(config)

@@ -18,14 +18,21 @@ from relay.config import GrantConfig, IdentityConfig
 async def server_grant(identity: IdentityConfig, resource: str, grant: GrantConfig | None) -> AsyncIterator[Grant]:
     """Log in (from the stored login, or as a bot) and obtain the first grant before the first message, so that
     a missing login or a refused grant fails at start with one clear line."""
-    async with oauth.client() as http, anyio.create_task_group() as tg:
+    config = grant or GrantConfig()
+    async with oauth.client() as http:
         login = Login(identity, http)
-        g = Grant(login, resource, grant or GrantConfig(), tg)
-        await g.authorization()
-        try:
-            yield g
-        finally:
-            tg.cancel_scope.cancel()
+        # Outside the task group, so that "not logged in" reaches the caller as itself (the in-band login).
+        if config.mode == "exchange" or login.is_bot:
+            await login.subject_token()
+        else:
+            await login.refresh_token()
+        async with anyio.create_task_group() as tg:
+            g = Grant(login, resource, config, tg)
+            await g.authorization()
+            try:
+                yield g
+            finally:
+                tg.cancel_scope.cancel()
 
 
 async def identity_record(grant: Grant) -> dict[str, Any]:

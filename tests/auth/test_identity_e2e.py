@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,47 @@ def test_a_bot_with_client_credentials_through_relay_call(tmp_path: Path, op: Oi
                            capture_output=True, text=True, timeout=60)
     assert fails.returncode == 6 and "$CI_SECRET, which is not set" in fails.stderr
     assert len(fails.stderr.strip().splitlines()) == 1  # one clear line
+
+
+def _code(message: str) -> str:
+    m = re.search(r"enter the code ([A-Z0-9]{4}-[A-Z0-9]{4})", message)
+    assert m, message
+    return m.group(1)
+
+
+def test_in_band_login_through_the_mcp_client(tmp_path: Path, op: OidcProvider, mcp_url: str) -> None:
+    """Spawned by an assistant with no login: the client is told where to sign in, relay polls, and the first
+    request after the sign-in starts the session."""
+    cfg = config(tmp_path, op, mcp_url)
+    stored = tmp_path / "state" / "relay" / "identities" / "corp.json"
+    with RawClient([*RELAY, "--config", str(cfg), "run", "payments"], env=env(tmp_path)) as c:
+        # A client that declared URL elicitation gets MCP's "URL elicitation required" error with the URL.
+        answer = c.request("initialize", {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"url": {}}},
+                                          "clientInfo": {"name": "t", "version": "1"}})
+        error = answer["error"]
+        assert error["code"] == -32042 and error["data"]["elicitations"][0]["mode"] == "url"
+        assert error["data"]["elicitations"][0]["url"].startswith(op.issuer)
+        code = _code(error["message"])
+        op.approve_device(code)
+        deadline = time.monotonic() + 20
+        while not stored.exists():
+            assert time.monotonic() < deadline, c.stderr
+            time.sleep(0.1)
+        c.initialize()
+        result = c.request("tools/call", {"name": "whoami", "arguments": {}})
+        assert "alice" in json.dumps(result)
+        assert c.close() == 0
+
+
+def test_in_band_login_without_url_elicitation_and_a_client_that_leaves(tmp_path: Path, op: OidcProvider,
+                                                                        mcp_url: str) -> None:
+    cfg = config(tmp_path, op, mcp_url)
+    with RawClient([*RELAY, "--config", str(cfg), "run", "payments"], env=env(tmp_path)) as c:
+        answer = c.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                          "clientInfo": {"name": "t", "version": "1"}})
+        assert answer["error"]["code"] == -32004 and "Sign in to use payments" in answer["error"]["message"]
+        code = _code(answer["error"]["message"])
+        c.proc.stdin.close()  # the assistant gives up on the server ...
+        op.approve_device(code)  # ... the person signs in anyway
+        assert c.proc.wait(30) == 0
+    assert (tmp_path / "state" / "relay" / "identities" / "corp.json").exists()  # the next start is signed in
