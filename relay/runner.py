@@ -31,6 +31,7 @@ from relay.transports.stdio import StdioClientTransport
 from relay.transports.upstream import open_upstream
 
 if TYPE_CHECKING:
+    from relay.auth.login import NotLoggedIn
     from relay.transports.listen import ListenOptions
 
 log = logging.getLogger("relay.runner")
@@ -102,23 +103,25 @@ async def _run_session(target: Target, client: Transport, *, in_band_login: bool
                 started = True
                 await _relay(target, client, grant, await identity_record(grant))
             return
-        except NotLoggedIn:
+        except NotLoggedIn as exc:
             # Only before the session: mid-session the client has initialized with a server it cannot get back.
             if started or not in_band_login or attempt or target.identity.flow != "device":
                 raise
-        signed_in = await _login_in_band(target.identity, client, target.server.name)
+            error = exc
+        signed_in = await _login_in_band(target.identity, client, target.server.name, error)
         if signed_in is None:
             return
         client = signed_in
 
 
-async def _login_in_band(identity: IdentityConfig, client: Transport, server: str) -> Transport | None:
+async def _login_in_band(identity: IdentityConfig, client: Transport, server: str,
+                         error: NotLoggedIn) -> Transport | None:
     from relay.auth import oauth
     from relay.auth.inband import login_in_band
     from relay.auth.login import Login
 
     async with oauth.client() as http:
-        return await login_in_band(client, Login(identity, http), server)
+        return await login_in_band(client, Login(identity, http), server, error)
 
 
 async def _relay(target: Target, client: Transport, credentials: Credentials | None,

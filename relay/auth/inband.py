@@ -62,9 +62,11 @@ class Replay:
         await self._inner.aclose()
 
 
-async def login_in_band(client: Transport, login: Login, server: str) -> Transport | None:
+async def login_in_band(client: Transport, login: Login, server: str, not_logged_in: AuthError) -> Transport | None:
     """Answer the client with the sign-in URL and code until the person signs in. Returns the client transport
-    to run the session on (with the request that came after the sign-in put back), or None if the client left."""
+    to run the session on (with the request that came after the sign-in put back), or None if the client left
+    after the sign-in had started. A client that leaves before asking anything gets `not_logged_in` raised:
+    nobody saw a code, so nobody is waiting to sign in."""
     shown = _Shown()
     done = anyio.Event()
     failure: list[AuthError] = []
@@ -80,12 +82,14 @@ async def login_in_band(client: Transport, login: Login, server: str) -> Transpo
             done.set()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(sign_in)
+        started = False
         url_mode = False
         while True:
             try:
                 item = await client.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                if not started:
+                    raise not_logged_in from None
                 log.warning("the client left before the sign-in; relay waits for it so the next start is signed in")
                 await done.wait()
                 return None
@@ -95,6 +99,9 @@ async def login_in_band(client: Transport, login: Login, server: str) -> Transpo
                 caps = item.params.get("capabilities")
                 elicitation = caps.get("elicitation") if isinstance(caps, dict) else None
                 url_mode = isinstance(elicitation, dict) and "url" in elicitation
+            if not started:
+                started = True
+                tg.start_soon(sign_in)
             await shown.ready.wait()
             if done.is_set() and not failure:
                 return Replay(client, [item])
