@@ -33,7 +33,7 @@ class IdentityConfig:
     """Who relay is when it talks to servers: a person (device flow) or a bot (client credentials, a token)."""
 
     name: str
-    issuer: str
+    issuer: str  # "": found through the server's RFC 9728 protected-resource metadata
     client_id: str
     flow: str = "device"
     scopes: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
@@ -408,11 +408,10 @@ _IDENTITY_KEYS = ("issuer", "client_id", "flow", "scopes", "client_secret_env", 
 def _identity(r: _Reader, name: str, node: _Node) -> IdentityConfig:
     key = f"identities.{name}"
     m = r.mapping(node, key, _IDENTITY_KEYS)
-    for required in ("issuer", "client_id"):
-        if required not in m:
-            raise r.fail(node, key, f"needs '{required}'")
-    issuer = r.string(m["issuer"], f"{key}.issuer").rstrip("/")
-    if not issuer.startswith(("https://", "http://")):
+    if "client_id" not in m:
+        raise r.fail(node, key, "needs 'client_id'")
+    issuer = r.string(m["issuer"], f"{key}.issuer").rstrip("/") if "issuer" in m else ""
+    if issuer and not issuer.startswith(("https://", "http://")):
         raise r.fail(m["issuer"], f"{key}.issuer", f"'{issuer}' is not an http(s) URL")
     flow = r.choice(m["flow"], f"{key}.flow", FLOWS) if "flow" in m else "device"
     scopes: tuple[str, ...] = IdentityConfig.scopes
@@ -532,6 +531,10 @@ def _build(r: _Reader, root: _Node) -> Config:
     if "identities" in top and top["identities"].value:
         for name, node in r.mapping(top["identities"], "identities", None).items():
             identities[name] = _identity(r, name, node)
+    for name, ident in identities.items():
+        if not ident.issuer and not any(s.identity == name for s in servers.values()):
+            raise r.fail(top["identities"], f"identities.{name}", "needs 'issuer'",
+                         "or a server that uses it and names its authorization server (RFC 9728)")
     for name, server in servers.items():
         if server.identity is not None and server.identity not in identities:
             near = difflib.get_close_matches(server.identity, list(identities), n=1)

@@ -108,20 +108,21 @@ async def _run_session(target: Target, client: Transport, *, in_band_login: bool
             if started or not in_band_login or attempt or target.identity.flow != "device":
                 raise
             error = exc
-        signed_in = await _login_in_band(target.identity, client, target.server.name, error)
+        signed_in = await _login_in_band(target.identity, client, target.server.name, target.server.url, error)
         if signed_in is None:
             return
         client = signed_in
 
 
-async def _login_in_band(identity: IdentityConfig, client: Transport, server: str,
+async def _login_in_band(identity: IdentityConfig, client: Transport, server: str, url: str,
                          error: NotLoggedIn) -> Transport | None:
     from relay.auth import oauth
     from relay.auth.inband import login_in_band
     from relay.auth.login import Login
+    from relay.auth.upstream import with_issuer
 
     async with oauth.client() as http:
-        return await login_in_band(client, Login(identity, http), server, error)
+        return await login_in_band(client, Login(await with_issuer(http, identity, [url]), http), server, error)
 
 
 async def _relay(target: Target, client: Transport, credentials: Credentials | None,

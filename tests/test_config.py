@@ -290,7 +290,8 @@ def test_identities_and_grants_in_the_issue_s_shape(cfg_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("identities:\n  a: {client_id: x}\n", "identities.a: needs 'issuer'"),
+    ("identities:\n  a: {client_id: x}\n", "identities.a: needs 'issuer'"),  # and no server to find it through
+    ("identities:\n  a: {issuer: https://x}\n", "identities.a: needs 'client_id'"),
     ("identities:\n  a: {issuer: ftp://x, client_id: x}\n", "identities.a.issuer: 'ftp://x' is not an http(s) URL"),
     ("identities:\n  a: {issuer: https://x, client_id: x, flow: magic}\n", "identities.a.flow: 'magic' is not valid"),
     ("identities:\n  a: {issuer: https://x, client_id: x, flow: client_credentials}\n",

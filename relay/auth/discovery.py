@@ -60,13 +60,24 @@ def _opt(doc: dict[str, Any], key: str) -> str | None:
 _RESOURCE_METADATA = re.compile(r'resource_metadata="([^"]+)"')
 
 
-async def authorization_server_of(http: httpx.AsyncClient, www_authenticate: str) -> str | None:
-    """RFC 9728: the authorization server a protected MCP server names in its resource metadata, if any."""
-    m = _RESOURCE_METADATA.search(www_authenticate)
-    if not m:
-        return None
-    doc = await get_json(http, m.group(1), "protected-resource metadata")
+async def issuer_of_resource(http: httpx.AsyncClient, url: str) -> str:
+    """RFC 9728: the authorization server a protected MCP server names in its resource metadata, found through
+    the `WWW-Authenticate` of a 401 to an unauthenticated request, else at the well-known location."""
+    metadata_url: str | None = None
+    try:
+        resp = await http.post(url, json={"jsonrpc": "2.0", "id": 0, "method": "ping"},
+                               headers={"accept": "application/json, text/event-stream"})
+    except httpx.HTTPError as exc:
+        raise AuthError(f"cannot reach {url} to find its authorization server: {type(exc).__name__}") from None
+    if resp.status_code == 401:
+        m = _RESOURCE_METADATA.search(resp.headers.get("www-authenticate", ""))
+        metadata_url = m.group(1) if m else None
+    if metadata_url is None:
+        parts = urlsplit(url)
+        metadata_url = f"{parts.scheme}://{parts.netloc}/.well-known/oauth-protected-resource{parts.path}"
+    doc = await get_json(http, metadata_url, "protected-resource metadata")
     servers = doc.get("authorization_servers")
     if isinstance(servers, list) and servers and isinstance(servers[0], str):
         return servers[0].rstrip("/")
-    return None
+    raise AuthError(f"{url}'s protected-resource metadata names no authorization server",
+                    hint="set the identity's 'issuer' in the config")

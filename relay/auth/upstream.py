@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import httpx
 
 from relay.auth import oauth
+from relay.auth.discovery import issuer_of_resource
 from relay.auth.grants import Grant
 from relay.auth.login import Login
 from relay.config import GrantConfig, IdentityConfig
+from relay.errors import AuthError
 
 
 @contextlib.asynccontextmanager
@@ -20,7 +24,7 @@ async def server_grant(identity: IdentityConfig, resource: str, grant: GrantConf
     a missing login or a refused grant fails at start with one clear line."""
     config = grant or GrantConfig()
     async with oauth.client() as http:
-        login = Login(identity, http)
+        login = Login(await with_issuer(http, identity, [resource]), http)
         # Outside the task group, so that "not logged in" reaches the caller as itself (the in-band login).
         if config.mode == "exchange" or login.is_bot:
             await login.subject_token()
@@ -33,6 +37,15 @@ async def server_grant(identity: IdentityConfig, resource: str, grant: GrantConf
                 yield g
             finally:
                 tg.cancel_scope.cancel()
+
+
+async def with_issuer(http: httpx.AsyncClient, identity: IdentityConfig, servers: list[str]) -> IdentityConfig:
+    """The identity, with its issuer found through the first server's RFC 9728 metadata if the config names none."""
+    if identity.issuer:
+        return identity
+    if not servers:
+        raise AuthError(f"identity '{identity.name}' names no issuer and no server uses it to find one")
+    return dataclasses.replace(identity, issuer=await issuer_of_resource(http, servers[0]))
 
 
 async def identity_record(grant: Grant) -> dict[str, Any]:

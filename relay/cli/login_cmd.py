@@ -22,6 +22,7 @@ def login(identity: IdentityArg = None) -> None:
     from relay.auth import oauth
     from relay.auth.login import Login
     from relay.auth.terminal import TerminalPrompt
+    from relay.auth.upstream import with_issuer
 
     try:
         config = config_mod.load(state.config_path)
@@ -32,11 +33,14 @@ def login(identity: IdentityArg = None) -> None:
     resources = sorted({s.grant.resource or s.url for s in config.servers.values()
                         if s.identity == cfg.name and s.grant is not None and s.grant.mode == "resource" and s.url})
 
+    users = [s.url for s in config.servers.values() if s.identity == cfg.name and s.url]
+
     async def go() -> None:
         async with oauth.client() as http, TerminalPrompt() as prompt:
-            who = await Login(cfg, http).login(prompt, resources=[r for r in resources if r])
+            ident = await with_issuer(http, cfg, users)
+            who = await Login(ident, http).login(prompt, resources=[r for r in resources if r])
         name = who.name or who.email or who.subject
-        console().print(f"Logged in to {cfg.issuer} as {name} (identity '{cfg.name}').", markup=False,
+        console().print(f"Logged in to {ident.issuer} as {name} (identity '{cfg.name}').", markup=False,
                         highlight=False, soft_wrap=True)
 
     run_async(go)
@@ -80,15 +84,19 @@ def logout(identity: IdentityArg = None) -> None:
     """Revoke the login at the provider (when it supports revocation) and forget it here."""
     from relay.auth import oauth
     from relay.auth.login import Login
+    from relay.auth.upstream import with_issuer
 
     try:
-        cfg = config_mod.load(state.config_path).identity(identity)
+        config = config_mod.load(state.config_path)
+        cfg = config.identity(identity)
     except RelayError as err:
         raise fail(err) from None
 
+    users = [s.url for s in config.servers.values() if s.identity == cfg.name and s.url]
+
     async def go() -> bool:
         async with oauth.client() as http:
-            return await Login(cfg, http).logout()
+            return await Login(await with_issuer(http, cfg, users), http).logout()
 
     revoked = run_async(go)
     console().print(f"logged out of '{cfg.name}'" + (" (revoked at the provider)" if revoked else ""),

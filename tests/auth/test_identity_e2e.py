@@ -197,3 +197,17 @@ def test_in_band_login_without_url_elicitation_and_a_client_that_leaves(tmp_path
         op.approve_device(code)  # ... the person signs in anyway
         assert c.proc.wait(30) == 0
     assert (tmp_path / "state" / "relay" / "identities" / "corp.json").exists()  # the next start is signed in
+
+
+def test_the_issuer_is_found_through_the_server_s_resource_metadata(tmp_path: Path, op: OidcProvider,
+                                                                   mcp_url: str) -> None:
+    """RFC 9728: an identity without an issuer gets the authorization server the MCP server names."""
+    cfg = config(tmp_path, op, mcp_url)
+    cfg.write_text(cfg.read_text().replace(f'issuer: "{op.issuer}", client_id: {RELAY_CLI}', f"client_id: {RELAY_CLI}"))
+    assert f'client_id: {RELAY_CLI}, scopes' in cfg.read_text() and "corp: {client_id" in cfg.read_text()
+    done = login(tmp_path, op, cfg)
+    assert done.returncode == 0, done.stderr
+    assert f"Logged in to {op.issuer}" in done.stderr
+    out = subprocess.run([*RELAY, "--config", str(cfg), "call", "payments", "whoami"], env=env(tmp_path),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "alice" in out.stdout, out.stderr
