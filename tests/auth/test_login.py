@@ -20,6 +20,9 @@ from tests.support.oidc import CI_BOT_JWT, CI_BOT_SECRET, OidcProvider
 
 pytestmark = [pytest.mark.anyio, pytest.mark.node]
 
+# The harness merges settings: a test that shortens a lifetime puts the default back explicitly.
+DEFAULT_TTL = {"deviceCode": 600, "refreshToken": 86400}
+
 
 async def test_device_login_stores_the_refresh_token_and_the_validated_identity(op: OidcProvider, state: Path) -> None:
     user = User(op)
@@ -48,7 +51,7 @@ async def test_an_expired_code_is_a_clear_error(op: OidcProvider) -> None:
             with pytest.raises(AuthError, match="expired"):
                 await Login(person(op), http).login(Waiter(op))
     finally:
-        op.configure(ttl={})
+        op.configure(ttl=DEFAULT_TTL)
 
 
 async def test_slow_down_adds_five_seconds_for_good(op: OidcProvider) -> None:
@@ -67,7 +70,7 @@ async def test_slow_down_adds_five_seconds_for_good(op: OidcProvider) -> None:
                 try:
                     await device_login(http, meta, login.config, Waiter(op), sleep=impatient)
                 finally:
-                    op.configure(ttl={})
+                    op.configure(ttl=DEFAULT_TTL)
     assert waits[0] == 1.0 and 6.0 in waits and waits[-1] >= 6.0  # +5 s, and it stays
 
 
@@ -95,7 +98,7 @@ async def test_no_login_and_an_expired_login_say_run_relay_login(op: OidcProvide
                 await Login(person(op), http).subject_token()
             assert "relay login corp" in str(err.value)
         finally:
-            op.configure(ttl={})
+            op.configure(ttl=DEFAULT_TTL)
 
 
 async def test_the_provider_down_is_a_clear_error(op: OidcProvider) -> None:
