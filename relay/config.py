@@ -37,8 +37,10 @@ class IdentityConfig:
     client_id: str
     flow: str = "device"
     scopes: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
-    # Bots: the NAME of the environment variable holding the client secret (never the secret itself).
+    # Bots: the NAME of the environment variable holding the client secret (never the secret itself), or
+    # "keyring": the secret is in the OS keyring, put there with `relay login IDENTITY`.
     client_secret_env: str | None = None
+    client_secret_store: str | None = None
     # Bots with private_key_jwt (RFC 7523): a PEM private key file; and its key id if the provider wants one.
     private_key_file: Path | None = None
     key_id: str | None = None
@@ -401,8 +403,8 @@ def _grant(r: _Reader, node: _Node, key: str) -> GrantConfig:
     )
 
 
-_IDENTITY_KEYS = ("issuer", "client_id", "flow", "scopes", "client_secret_env", "private_key_file", "key_id",
-                  "token_file", "token_env", "store")
+_IDENTITY_KEYS = ("issuer", "client_id", "flow", "scopes", "client_secret_env", "client_secret_store",
+                  "private_key_file", "key_id", "token_file", "token_env", "store")
 
 
 def _identity(r: _Reader, name: str, node: _Node) -> IdentityConfig:
@@ -422,6 +424,8 @@ def _identity(r: _Reader, name: str, node: _Node) -> IdentityConfig:
     ident = IdentityConfig(
         name=name, issuer=issuer, client_id=r.string(m["client_id"], f"{key}.client_id"), flow=flow, scopes=scopes,
         client_secret_env=r.string(m["client_secret_env"], f"{key}.client_secret_env") if "client_secret_env" in m else None,
+        client_secret_store=(r.choice(m["client_secret_store"], f"{key}.client_secret_store", ("keyring",))
+                             if "client_secret_store" in m else None),
         private_key_file=(Path(r.string(m["private_key_file"], f"{key}.private_key_file")).expanduser()
                           if "private_key_file" in m else None),
         key_id=r.string(m["key_id"], f"{key}.key_id") if "key_id" in m else None,
@@ -429,8 +433,10 @@ def _identity(r: _Reader, name: str, node: _Node) -> IdentityConfig:
         token_env=r.string(m["token_env"], f"{key}.token_env") if "token_env" in m else None,
         store=r.choice(m["store"], f"{key}.store", KEY_STORES) if "store" in m else "keyring",
     )
-    if flow == "client_credentials" and not (ident.client_secret_env or ident.private_key_file):
-        raise r.fail(node, key, "flow client_credentials needs 'client_secret_env' or 'private_key_file'")
+    if flow == "client_credentials" and not (ident.client_secret_env or ident.client_secret_store
+                                             or ident.private_key_file):
+        raise r.fail(node, key, "flow client_credentials needs 'client_secret_env', 'client_secret_store: keyring' "
+                                "or 'private_key_file'")
     if flow == "token" and not (ident.token_file or ident.token_env):
         raise r.fail(node, key, "flow token needs 'token_file' or 'token_env' (the workload identity token)")
     return ident

@@ -295,7 +295,7 @@ def test_identities_and_grants_in_the_issue_s_shape(cfg_path: Path) -> None:
     ("identities:\n  a: {issuer: ftp://x, client_id: x}\n", "identities.a.issuer: 'ftp://x' is not an http(s) URL"),
     ("identities:\n  a: {issuer: https://x, client_id: x, flow: magic}\n", "identities.a.flow: 'magic' is not valid"),
     ("identities:\n  a: {issuer: https://x, client_id: x, flow: client_credentials}\n",
-     "flow client_credentials needs 'client_secret_env' or 'private_key_file'"),
+     "flow client_credentials needs 'client_secret_env', 'client_secret_store: keyring' or 'private_key_file'"),
     ("identities:\n  a: {issuer: https://x, client_id: x, flow: token}\n", "flow token needs 'token_file' or 'token_env'"),
     ("servers:\n  a:\n    url: http://x\n    identity: corp\n", "servers.a.identity: no identity named 'corp'"),
     ("servers:\n  a:\n    url: http://x\n    grant: {mode: exchange}\n", "a grant needs an 'identity'"),

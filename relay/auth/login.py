@@ -20,7 +20,7 @@ from relay.auth.device import DevicePrompt, device_login
 from relay.auth.discovery import ProviderMetadata, discover
 from relay.auth.idtoken import Identity, validate
 from relay.auth.oauth import OAuthError, TokenResponse, post_form
-from relay.auth.store import LoginStore, StoredLogin
+from relay.auth.store import LoginStore, StoredLogin, client_secret
 from relay.config import IdentityConfig
 from relay.errors import AuthError
 
@@ -173,6 +173,12 @@ class Login:
                 raise AuthError(f"identity '{cfg.name}' takes its client secret from ${cfg.client_secret_env}, "
                                 "which is not set")
             return await post_form(self.http, url, form, auth=(cfg.client_id, secret))
+        if cfg.client_secret_store == "keyring":
+            stored = client_secret(cfg.name)
+            if not stored:
+                raise AuthError(f"no client secret for identity '{cfg.name}' in the OS keyring",
+                                hint=f"store it with `relay login {cfg.name}`")
+            return await post_form(self.http, url, form, auth=(cfg.client_id, stored))
         return await post_form(self.http, url, {**form, "client_id": cfg.client_id})
 
     def _assertion(self, audience: str) -> str:

@@ -119,3 +119,24 @@ def _no_keyring(identity: str, exc: Exception) -> AuthError:
     return AuthError(
         f"relay keeps logins in the OS keyring, and no keyring is available here ({type(exc).__name__})",
         hint=f"to keep identity '{identity}' in a 0600 file instead, set `store: file` on it in the config")
+
+
+def client_secret(identity: str) -> str | None:
+    """A bot's client secret from the OS keyring (`client_secret_store: keyring`), or None if not set."""
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        return keyring.get_password(SERVICE, f"client-secret:{identity}")
+    except KeyringError as exc:
+        raise _no_keyring(identity, exc) from None
+
+
+def set_client_secret(identity: str, secret: str) -> None:
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        keyring.set_password(SERVICE, f"client-secret:{identity}", secret)
+    except KeyringError as exc:
+        raise _no_keyring(identity, exc) from None

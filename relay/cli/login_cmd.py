@@ -18,7 +18,8 @@ IdentityArg = Annotated[str | None, typer.Argument(metavar="[IDENTITY]",
 
 
 def login(identity: IdentityArg = None) -> None:
-    """Sign in with the device flow: a code and a URL (and a QR code) here, the sign-in in your browser."""
+    """Sign in with the device flow: a code and a URL (and a QR code) here, the sign-in in your browser.
+    For a bot whose client secret lives in the keyring: store the secret (read without echo, or from stdin)."""
     from relay.auth import oauth
     from relay.auth.login import Login
     from relay.auth.terminal import TerminalPrompt
@@ -27,6 +28,9 @@ def login(identity: IdentityArg = None) -> None:
     try:
         config = config_mod.load(state.config_path)
         cfg = config.identity(identity)
+        if cfg.client_secret_store == "keyring":
+            _store_client_secret(cfg.name)
+            return
     except RelayError as err:
         raise fail(err) from None
     # Servers that take this identity's access tokens by resource indicator: the login must name them (RFC 8707).
@@ -44,6 +48,20 @@ def login(identity: IdentityArg = None) -> None:
                         highlight=False, soft_wrap=True)
 
     run_async(go)
+
+
+def _store_client_secret(name: str) -> None:
+    import getpass
+    import sys
+
+    from relay.auth.store import set_client_secret
+    from relay.errors import UsageError
+
+    secret = getpass.getpass(f"client secret for '{name}': ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    if not secret:
+        raise UsageError("no client secret given")
+    set_client_secret(name, secret)
+    console().print(f"stored the client secret of '{name}' in the OS keyring", markup=False, highlight=False)
 
 
 def whoami(identity: IdentityArg = None) -> None:

@@ -150,3 +150,23 @@ async def test_a_workload_token_is_the_subject_as_it_is(op: OidcProvider, monkey
     async with oauth.client() as http:
         subject = await Login(cfg, http).subject_token()
     assert subject.token == token and subject.token_type.endswith(":jwt")
+
+
+async def test_a_bot_secret_from_the_keyring(op: OidcProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No OS keyring runs here: an in-memory keyring backend stands in for it."""
+    import keyring
+
+    from relay.auth.store import set_client_secret
+    from tests.support.keyrings import MemoryKeyring
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(MemoryKeyring())
+    try:
+        cfg = bot(op, client_secret_env=None, client_secret_store="keyring")
+        async with oauth.client() as http:
+            with pytest.raises(AuthError, match="relay login ci"):
+                await Login(cfg, http).subject_token()
+            set_client_secret("ci", CI_BOT_SECRET)
+            assert (await Login(cfg, http).subject_token()).token
+    finally:
+        keyring.set_keyring(previous)
