@@ -9,27 +9,33 @@ _relay() {
         words_joined="${words_joined:+$words_joined }$w"
     done
     case "$words_joined" in
+        "approvals list"*) COMPREPLY=($(compgen -W "--help --json" -- "$cur")) ;;
         "config check"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         "config path"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         "keys export"*) COMPREPLY=($(compgen -W "--help --output" -- "$cur")) ;;
         "keys rotate"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         "keys show"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+        "policy test"*) COMPREPLY=($(compgen -W "--annotation --args --group --help --identity --json" -- "$cur")) ;;
         "transcripts export"*) COMPREPLY=($(compgen -W "--dir --format --help --key --output" -- "$cur")) ;;
         "transcripts list"*) COMPREPLY=($(compgen -W "--dir --help --json --key" -- "$cur")) ;;
         "transcripts ship"*) COMPREPLY=($(compgen -W "--dir --help --timeout" -- "$cur")) ;;
         "transcripts show"*) COMPREPLY=($(compgen -W "--dir --help --key" -- "$cur")) ;;
+        "approvals"*) COMPREPLY=($(compgen -W "list --help" -- "$cur")) ;;
+        "approve"*) COMPREPLY=($(compgen -W "--help --reason" -- "$cur")) ;;
         "call"*) COMPREPLY=($(compgen -W "--arg --header --help --json --max-message-bytes --transcript-dir --transport --url" -- "$cur")) ;;
         "completions"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         "config"*) COMPREPLY=($(compgen -W "check path --help" -- "$cur")) ;;
         "demo"*) COMPREPLY=($(compgen -W "--help --transcript-dir" -- "$cur")) ;;
+        "deny"*) COMPREPLY=($(compgen -W "--help --reason" -- "$cur")) ;;
         "keys"*) COMPREPLY=($(compgen -W "export rotate show --help" -- "$cur")) ;;
         "login"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         "logout"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+        "policy"*) COMPREPLY=($(compgen -W "test --help" -- "$cur")) ;;
         "run"*) COMPREPLY=($(compgen -W "--allow-origin --header --help --listen --listen-token-env --max-message-bytes --transcript-dir --transport --url" -- "$cur")) ;;
         "transcripts"*) COMPREPLY=($(compgen -W "export list ship show --help" -- "$cur")) ;;
         "verify"*) COMPREPLY=($(compgen -W "--all-signatures --help --json --key" -- "$cur")) ;;
         "whoami"*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
-        *) COMPREPLY=($(compgen -W "call completions config demo keys login logout run transcripts verify whoami --config --help --log-format --log-level --version" -- "$cur")) ;;
+        *) COMPREPLY=($(compgen -W "approvals approve call completions config demo deny keys login logout policy run transcripts verify whoami --config --help --log-format --log-level --version" -- "$cur")) ;;
     esac
 }
 complete -o default -F _relay relay

@@ -5,6 +5,14 @@ complete -c relay -n '__fish_use_subcommand' -l help
 complete -c relay -n '__fish_use_subcommand' -l log-format
 complete -c relay -n '__fish_use_subcommand' -l log-level
 complete -c relay -n '__fish_use_subcommand' -l version
+complete -c relay -n '__fish_use_subcommand' -a approvals -d 'Tool calls waiting for a human.'
+complete -c relay -n '__fish_seen_subcommand_from approvals' -l help
+complete -c relay -n '__fish_seen_subcommand_from approvals' -a list -d 'Pending calls of every relay session of this user: tool,...'
+complete -c relay -n '__fish_seen_subcommand_from list' -l help
+complete -c relay -n '__fish_seen_subcommand_from list' -l json
+complete -c relay -n '__fish_use_subcommand' -a approve -d 'Approve a waiting call: it runs with exactly the...'
+complete -c relay -n '__fish_seen_subcommand_from approve' -l help
+complete -c relay -n '__fish_seen_subcommand_from approve' -l reason
 complete -c relay -n '__fish_use_subcommand' -a call -d 'Make one tool call through relays guards; print the...'
 complete -c relay -n '__fish_seen_subcommand_from call' -l arg
 complete -c relay -n '__fish_seen_subcommand_from call' -l header
@@ -25,6 +33,9 @@ complete -c relay -n '__fish_seen_subcommand_from path' -l help
 complete -c relay -n '__fish_use_subcommand' -a demo -d 'Run a scripted session against the embedded sample...'
 complete -c relay -n '__fish_seen_subcommand_from demo' -l help
 complete -c relay -n '__fish_seen_subcommand_from demo' -l transcript-dir
+complete -c relay -n '__fish_use_subcommand' -a deny -d 'Deny a waiting call: the agent gets a tool error with...'
+complete -c relay -n '__fish_seen_subcommand_from deny' -l help
+complete -c relay -n '__fish_seen_subcommand_from deny' -l reason
 complete -c relay -n '__fish_use_subcommand' -a keys -d 'The host key that signs transcripts.'
 complete -c relay -n '__fish_seen_subcommand_from keys' -l help
 complete -c relay -n '__fish_seen_subcommand_from keys' -a export -d 'The hosts public key as PEM: the trust anchor for `relay...'
@@ -38,6 +49,15 @@ complete -c relay -n '__fish_use_subcommand' -a login -d 'Sign in with the devic
 complete -c relay -n '__fish_seen_subcommand_from login' -l help
 complete -c relay -n '__fish_use_subcommand' -a logout -d 'Revoke the login at the provider (when it supports...'
 complete -c relay -n '__fish_seen_subcommand_from logout' -l help
+complete -c relay -n '__fish_use_subcommand' -a policy -d 'The approval policy (the configs `approvals:` section).'
+complete -c relay -n '__fish_seen_subcommand_from policy' -l help
+complete -c relay -n '__fish_seen_subcommand_from policy' -a test -d 'Evaluate the approval rules for one call: each rule,...'
+complete -c relay -n '__fish_seen_subcommand_from test' -l annotation
+complete -c relay -n '__fish_seen_subcommand_from test' -l args
+complete -c relay -n '__fish_seen_subcommand_from test' -l group
+complete -c relay -n '__fish_seen_subcommand_from test' -l help
+complete -c relay -n '__fish_seen_subcommand_from test' -l identity
+complete -c relay -n '__fish_seen_subcommand_from test' -l json
 complete -c relay -n '__fish_use_subcommand' -a run -d 'Relay an MCP session: stdio (or --listen) on the client...'
 complete -c relay -n '__fish_seen_subcommand_from run' -l allow-origin
 complete -c relay -n '__fish_seen_subcommand_from run' -l header

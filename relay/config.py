@@ -19,13 +19,18 @@ if TYPE_CHECKING:
 
 TRANSPORTS = ("auto", "streamable-http", "sse", "stdio")
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-RESERVED_SECTIONS = ("approvals",)
 FLOWS = ("device", "client_credentials", "token")
 GRANT_MODES = ("exchange", "resource", "none")
 FSYNC_POLICIES = ("always", "interval")
 KEY_STORES = ("keyring", "file")
 PAN_MODES = ("last4", "bin_last4", "token", "redact")
 CLIENT_MODES = ("pass", "mask", "block")
+APPROVAL_ACTIONS = ("allow", "require_approval", "deny")
+APPROVAL_DEFAULTS = ("allow", "deny")
+APPROVAL_CHANNELS = ("local", "tty", "elicitation", "remote")
+ARG_OPS = ("eq", "in", "gt", "lt", "regex", "exists")
+# MCP ToolAnnotations (spec 2025-06-18): a rule may only name these, so a typo cannot silently never match.
+TOOL_ANNOTATIONS = ("title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,32 @@ class MaskingConfig:
 
 
 @dataclass(frozen=True)
+class ApprovalRule:
+    """One entry of `approvals.rules`; relay.approval.policy compiles it. Globs are fnmatch, case-sensitive."""
+
+    index: int  # position in the list (0-based): "rule 2"
+    line: int  # where it stands in the config file
+    server: str | None  # glob; None: any server
+    tool: str | None  # glob; None: any tool
+    annotations: Mapping[str, Any]  # MCP tool annotation -> value; all must equal
+    args: Mapping[str, Mapping[str, Any]]  # JSON pointer (RFC 6901) -> {op: operand}; every op must hold
+    identity: str | None  # glob on the caller's subject, email or name
+    groups: tuple[str, ...]  # the caller must be in at least one (empty: no condition)
+    action: str  # allow | require_approval | deny
+    reason: str | None  # shown to the agent (deny) or the approver (require_approval)
+    channels: tuple[str, ...] = ("local",)  # require_approval only
+    approvers: int = 1  # distinct approvers needed (require_approval only)
+    timeout: float | None = None  # seconds; None: the section's timeout
+
+
+@dataclass(frozen=True)
+class ApprovalConfig:
+    default: str = "allow"  # for calls no rule matches: allow, or deny for allow-list deployments
+    timeout: float = 300.0  # seconds a call waits for its approvers
+    rules: tuple[ApprovalRule, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     servers: Mapping[str, ServerConfig] = field(default_factory=dict)
@@ -142,6 +173,7 @@ class Config:
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     identities: Mapping[str, IdentityConfig] = field(default_factory=dict)
+    approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
 
     def identity(self, name: str | None) -> IdentityConfig:
         """The named identity; without a name, the only one, or the only person's (device flow) among bots."""
@@ -442,7 +474,7 @@ def _identity(r: _Reader, name: str, node: _Node) -> IdentityConfig:
     return ident
 
 
-_TOP_KEYS = ("servers", "relay", "transcripts", "masking", "collector", "identities", *RESERVED_SECTIONS)
+_TOP_KEYS = ("servers", "relay", "transcripts", "masking", "collector", "identities", "approvals")
 _TRANSCRIPT_KEYS = ("enabled", "dir", "fsync", "fsync_interval", "key_store", "key_file", "unsafe_continue_on_error")
 
 
@@ -522,6 +554,139 @@ def _masking(r: _Reader, node: _Node) -> MaskingConfig:
     )
 
 
+_APPROVAL_KEYS = ("default", "timeout", "rules")
+_RULE_KEYS = ("match", "action", "reason", "channels", "approvers", "timeout")
+_MATCH_KEYS = ("server", "tool", "annotations", "args", "identity", "groups")
+# RFC 6901: "" (the whole arguments object) or /token/token..., where "~" is only ever "~0" or "~1".
+_POINTER = re.compile(r"(?:/(?:[^~/]|~[01])*)*")
+
+
+def _approvals(r: _Reader, node: _Node) -> ApprovalConfig:
+    a = r.mapping(node, "approvals", _APPROVAL_KEYS)
+    d = ApprovalConfig()
+    rules: list[ApprovalRule] = []
+    if "rules" in a and a["rules"].value is not None:
+        if not isinstance(a["rules"].value, list):
+            raise r.fail(a["rules"], "approvals.rules", "expected a list of rules")
+        rules = [_approval_rule(r, i, item) for i, item in enumerate(a["rules"].value)]
+    return ApprovalConfig(
+        default=r.choice(a["default"], "approvals.default", APPROVAL_DEFAULTS) if "default" in a else d.default,
+        timeout=r.duration(a["timeout"], "approvals.timeout") if "timeout" in a else d.timeout,
+        rules=tuple(rules),
+    )
+
+
+def _approval_rule(r: _Reader, index: int, node: _Node) -> ApprovalRule:
+    key = f"approvals.rules[{index}]"
+    rule = r.mapping(node, key, _RULE_KEYS)
+    if "action" not in rule:
+        raise r.fail(node, key, "a rule needs an 'action'", hint=f"one of: {', '.join(APPROVAL_ACTIONS)}")
+    action = r.choice(rule["action"], f"{key}.action", APPROVAL_ACTIONS)
+    for only in ("channels", "approvers", "timeout"):
+        if only in rule and action != "require_approval":
+            raise r.fail(rule[only], f"{key}.{only}", f"is only for action require_approval, not {action}")
+    if "reason" in rule and action == "allow":
+        raise r.fail(rule["reason"], f"{key}.reason", "is for deny and require_approval, not allow",
+                     hint="a call that is allowed goes through without a message")
+    m = r.mapping(rule["match"], f"{key}.match", _MATCH_KEYS) if "match" in rule else {}
+    channels: tuple[str, ...] = ("local",)
+    if "channels" in rule:
+        channels = tuple(r.choice(c, f"{key}.channels", APPROVAL_CHANNELS)
+                         for c in _items(r, rule["channels"], f"{key}.channels", "channel names"))
+        if len(set(channels)) != len(channels):
+            raise r.fail(rule["channels"], f"{key}.channels", "names a channel twice")
+    return ApprovalRule(
+        index=index, line=node.line,
+        server=_glob(r, m["server"], f"{key}.match.server") if "server" in m else None,
+        tool=_glob(r, m["tool"], f"{key}.match.tool") if "tool" in m else None,
+        annotations=_annotations(r, m["annotations"], f"{key}.match.annotations") if "annotations" in m else {},
+        args=_arg_predicates(r, m["args"], f"{key}.match.args") if "args" in m else {},
+        identity=_glob(r, m["identity"], f"{key}.match.identity") if "identity" in m else None,
+        groups=(tuple(r.string(g, f"{key}.match.groups") for g in _items(r, m["groups"], f"{key}.match.groups",
+                                                                          "group names"))
+                if "groups" in m else ()),
+        action=action,
+        reason=r.string(rule["reason"], f"{key}.reason") if "reason" in rule else None,
+        channels=channels if action == "require_approval" else (),
+        approvers=r.count(rule["approvers"], f"{key}.approvers") if "approvers" in rule else 1,
+        timeout=r.duration(rule["timeout"], f"{key}.timeout") if "timeout" in rule else None,
+    )
+
+
+def _items(r: _Reader, node: _Node, key: str, what: str) -> list[_Node]:
+    """A non-empty list, or one scalar standing for a list of one."""
+    items = node.value if isinstance(node.value, list) else [node]
+    if not items or node.value is None:
+        raise r.fail(node, key, f"expected a list of {what}, got nothing")
+    return items
+
+
+def _glob(r: _Reader, node: _Node, key: str) -> str:
+    pattern = r.string(node, key)
+    if not pattern:
+        raise r.fail(node, key, "an empty pattern matches nothing", hint="use '*' for any, or leave the key out")
+    return pattern
+
+
+def _annotations(r: _Reader, node: _Node, key: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in r.mapping(node, key, TOOL_ANNOTATIONS).items():
+        out[name] = r.string(value, f"{key}.{name}") if name == "title" else r.boolean(value, f"{key}.{name}")
+    return out
+
+
+def _arg_predicates(r: _Reader, node: _Node, key: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for pointer, pred_node in r.mapping(node, key, None).items():
+        where = f'{key}["{pointer}"]'
+        if not _POINTER.fullmatch(pointer):
+            key_at = _Node(None, node.key_lines.get(pointer, pred_node.line))
+            raise r.fail(key_at, where, "not a JSON pointer",
+                         hint="write /name/0/field (RFC 6901: '~1' for '/' and '~0' for '~' in a name)")
+        ops = r.mapping(pred_node, where, ARG_OPS)
+        if not ops:
+            raise r.fail(pred_node, where, "needs a test", hint=f"one or more of: {', '.join(ARG_OPS)}")
+        pred: dict[str, Any] = {}
+        for op, value in ops.items():
+            at = f"{where}.{op}"
+            if op == "eq":
+                pred[op] = _json_value(r, value, at)
+            elif op == "in":
+                if not isinstance(value.value, list):
+                    raise r.fail(value, at, f"expected a list of values, got {_type(value.value)}")
+                pred[op] = [_json_value(r, v, at) for v in value.value]
+            elif op in ("gt", "lt"):
+                if isinstance(value.value, bool) or not isinstance(value.value, (int, float)):
+                    raise r.fail(value, at, f"expected a number, got {_type(value.value)}")
+                pred[op] = value.value
+            elif op == "regex":
+                pattern = r.string(value, at)
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise r.fail(value, at, f"not a valid regular expression: {exc}") from None
+                pred[op] = pattern
+            else:
+                pred[op] = r.boolean(value, at)
+        out[pointer] = pred
+    return out
+
+
+def _json_value(r: _Reader, node: _Node, key: str) -> Any:
+    """The plain JSON value of a node: what a tool call's arguments can hold (YAML dates and the like cannot)."""
+    value = node.value
+    if isinstance(value, dict):
+        return {k: _json_value(r, v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(r, v, key) for v in value]
+    if isinstance(value, str):
+        return r.expand(node, key, value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    raise r.fail(node, key, f"expected a JSON value (string, number, true/false, null, list or mapping), "
+                            f"got {_type(value)}", hint="quote it to compare with a string")
+
+
 def _build(r: _Reader, root: _Node) -> Config:
     top = r.mapping(root, "", _TOP_KEYS)
     servers = {}
@@ -550,12 +715,9 @@ def _build(r: _Reader, root: _Node) -> Config:
     transcripts = _transcripts(r, top["transcripts"]) if "transcripts" in top else TranscriptConfig()
     collector = _collector(r, top["collector"]) if "collector" in top else CollectorConfig()
     masking = _masking(r, top["masking"]) if "masking" in top else MaskingConfig()
-    for section in RESERVED_SECTIONS:
-        if section in top and top[section].value:
-            raise r.fail(top[section], section, "is not supported by this version of relay yet",
-                         hint="leave the section empty or remove it")
+    approvals = _approvals(r, top["approvals"]) if "approvals" in top else ApprovalConfig()
     return Config(path=r.path, servers=servers, max_message_bytes=max_bytes, transcripts=transcripts,
-                  masking=masking, collector=collector, identities=identities)
+                  masking=masking, collector=collector, identities=identities, approvals=approvals)
 
 
 def parse(text: str, path: Path | None = None) -> Config:

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from relay.config import CollectorConfig, MaskingConfig, ServerConfig, TranscriptConfig
+from relay.config import ApprovalConfig, CollectorConfig, MaskingConfig, ServerConfig, TranscriptConfig
 from relay.pipeline import Interceptor, Pipeline
 
 if TYPE_CHECKING:
+    from relay.approval.guard import ApprovalGuard
     from relay.transcript.hostkey import KeyStore
 
 log = logging.getLogger("relay.guards")
@@ -26,6 +27,7 @@ class ChainOptions:
     transcripts: TranscriptConfig = field(default_factory=TranscriptConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     identity: dict[str, Any] | None = None  # who the session acts for (the genesis records it)
+    approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
 
 
 def build_chain(options: ChainOptions) -> Pipeline:
@@ -34,11 +36,29 @@ def build_chain(options: ChainOptions) -> Pipeline:
         guards.append(_masking_guard(options.masking))
     else:
         log.warning("masking is OFF (masking.unsafe_disable): card data passes to the agent and the transcript")
-    # Approval and identity guards slot in here.
+    # After masking, so that approvers see masked arguments; before the recorder, so that what it records is
+    # what was decided.
+    approval = _approval_guard(options)
+    if approval is not None:
+        guards.append(approval)
     # The recorder runs last so that it writes exactly what is forwarded (masked), before it is forwarded.
     if options.transcript_dir is not None:
         guards.append(_recorder(options, options.transcript_dir))
-    return Pipeline(guards)
+    pipeline = Pipeline(guards)
+    if approval is not None:
+        approval.report = pipeline.report  # decisions go to the transcript
+    return pipeline
+
+
+def _approval_guard(options: ChainOptions) -> ApprovalGuard | None:
+    config = options.approvals
+    if not config.rules and config.default == "allow":
+        return None  # nothing to judge: not a line on the hot path
+    from relay.approval.guard import ApprovalGuard
+    from relay.approval.policy import Policy
+
+    return ApprovalGuard(Policy(config), server=options.server.name, session_id=options.session_id,
+                         identity=options.identity)
 
 
 def _recorder(options: ChainOptions, directory: Path) -> Interceptor:

@@ -33,3 +33,10 @@ def private_dir(path: Path) -> Path:
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o700)
     return path
+
+
+def runtime_dir() -> Path:
+    """Per-user runtime files (sockets): $XDG_RUNTIME_DIR/relay, else a 0700 folder of this user's in /tmp."""
+    value = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(value) if value and os.path.isabs(value) else Path("/tmp") / f"relay-{os.getuid()}"
+    return base / "relay" if value and os.path.isabs(value) else base

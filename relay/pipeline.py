@@ -8,7 +8,7 @@ guard never lets the message through.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,13 +19,19 @@ log = logging.getLogger("relay.pipeline")
 
 
 class Rejected(Exception):
-    """Raised by an interceptor to stop a message; the sender (or, for a response, the receiver) is told why."""
+    """Raised by an interceptor to stop a message; the sender (or, for a response, the receiver) is told why.
 
-    def __init__(self, message: str, *, code: int = GUARD_ERROR, data: Any = None) -> None:
+    With `result`, a stopped request is answered with that JSON-RPC result instead of an error (a tool call
+    denied by policy is a tool result with `isError: true`, which an agent can read and act on).
+    """
+
+    def __init__(self, message: str, *, code: int = GUARD_ERROR, data: Any = None,
+                 result: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.data = data
+        self.result = result
 
 
 @dataclass(slots=True)
@@ -40,6 +46,9 @@ class Context:
     # What transcripts store in place of the message, when that differs from what is forwarded
     # (a request passed to the server as sent, recorded masked).
     record: Message | None = None
+    # Sends a message back to this message's sender while it is being processed (progress while a call
+    # waits for approval); None where nobody can be told.
+    to_sender: Callable[[Message], Awaitable[None]] | None = None
 
     @property
     def method(self) -> str | None:
@@ -83,6 +92,7 @@ class Pipeline:
     def __init__(self, interceptors: Sequence[Interceptor]) -> None:
         self.interceptors = tuple(interceptors)
         self._listeners = tuple(g for g in self.interceptors if callable(getattr(g, "on_event", None)))
+        self._holders: tuple[Any, ...] = tuple(g for g in self.interceptors if callable(getattr(g, "holds", None)))
         self._pending: dict[Direction, dict[tuple[bool, Any], Message]] = {
             Direction.CLIENT_TO_SERVER: {},
             Direction.SERVER_TO_CLIENT: {},
@@ -96,14 +106,21 @@ class Pipeline:
         """Drop a pending request (answered by relay itself, e.g. with an upstream error)."""
         return self._pending[direction].pop(_key(id_), None)
 
-    async def process(self, msg: Message) -> Outcome:
+    def holds(self, msg: Message) -> bool:
+        """Whether a guard may keep this message waiting (a call awaiting approval): the session then processes
+        it in a task of its own, so that other messages are not held up behind it."""
+        return any(guard.holds(msg) for guard in self._holders)
+
+    async def process(self, msg: Message, *,
+                      to_sender: Callable[[Message], Awaitable[None]] | None = None) -> Outcome:
         if msg.kind is Kind.BATCH:
             return await self._process_batch(msg)
-        return await self._process_one(msg)
+        return await self._process_one(msg, to_sender)
 
-    async def _process_one(self, msg: Message) -> Outcome:
+    async def _process_one(self, msg: Message, to_sender: Callable[[Message], Awaitable[None]] | None = None
+                           ) -> Outcome:
         direction = msg.direction
-        ctx = Context(direction)
+        ctx = Context(direction, to_sender=to_sender)
         kind = msg.kind
         if kind is Kind.RESPONSE or kind is Kind.ERROR:
             ctx.request = self._pending[direction.reverse].pop(_key(msg.obj.get("id")), None)
@@ -112,6 +129,9 @@ class Pipeline:
             for guard in self.interceptors:
                 out = await guard.intercept(out, ctx)
         except Rejected as exc:
+            if exc.result is not None and kind is Kind.REQUEST:
+                answer = {"jsonrpc": "2.0", "id": msg.obj["id"], "result": exc.result}
+                return Outcome(None, Message.build(answer, direction.reverse))
             return self._rejected(msg, exc.code, exc.message, exc.data)
         except GuardError as exc:  # a guard that knows why it cannot do its job says so (never with a secret)
             name = getattr(guard, "name", type(guard).__name__)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from relay.config import (
+    ApprovalConfig,
     CollectorConfig,
     Config,
     IdentityConfig,
@@ -46,6 +47,7 @@ class Target:
     transcripts: TranscriptConfig = field(default_factory=TranscriptConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     identity: IdentityConfig | None = None  # the server's identity, when it has one
+    approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
 
 
 def resolve_server(config: Config, name: str | None, url: str | None, command: list[str],
@@ -84,7 +86,8 @@ def _label(url: str) -> str:
 def _chain(target: Target, identity: dict[str, Any] | None = None) -> Pipeline:
     return build_chain(ChainOptions(
         session_id=new_session_id(), server=target.server, transcript_dir=target.transcript_dir,
-        masking=target.masking, transcripts=target.transcripts, collector=target.collector, identity=identity))
+        masking=target.masking, transcripts=target.transcripts, collector=target.collector, identity=identity,
+        approvals=target.approvals))
 
 
 async def _run_session(target: Target, client: Transport, *, in_band_login: bool = False) -> None:

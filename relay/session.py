@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from relay.errors import UpstreamError
 from relay.jsonrpc import UPSTREAM_ERROR, Direction, Message, error_message
@@ -28,9 +29,11 @@ class Session:
         self.drain_seconds = drain_seconds
         self._failure: UpstreamError | None = None
         self._answered = anyio.Event()
+        self._tg: TaskGroup
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
+            self._tg = tg
             tg.start_soon(self._guarded, self._server_to_client, tg.cancel_scope)
             await self._guarded(self._client_to_server, tg.cancel_scope)
             if self._failure is None:
@@ -56,7 +59,7 @@ class Session:
                 await self._answered.wait()
 
     async def _client_to_server(self) -> None:
-        client, upstream, pipeline = self.client, self.upstream, self.pipeline
+        client, pipeline = self.client, self.pipeline
         while True:
             try:
                 item = await client.receive()
@@ -73,11 +76,19 @@ class Session:
                 continue
             if isinstance(item, Paused):
                 continue  # only servers poll
-            outcome = await pipeline.process(item)
-            if outcome.reply is not None:
-                await self._to_client(outcome.reply)
-            if outcome.forward is not None:
-                await upstream.send(outcome.forward)
+            if pipeline.holds(item):
+                # It may wait (for a human): in a task of its own, so that the client's other messages
+                # (other calls, a cancellation of this one) go on meanwhile.
+                self._tg.start_soon(self._guarded, lambda m=item: self._from_client(m), self._tg.cancel_scope)
+                continue
+            await self._from_client(item)
+
+    async def _from_client(self, item: Message) -> None:
+        outcome = await self.pipeline.process(item, to_sender=self._to_client)
+        if outcome.reply is not None:
+            await self._to_client(outcome.reply)
+        if outcome.forward is not None:
+            await self.upstream.send(outcome.forward)
 
     async def _server_to_client(self) -> None:
         upstream, pipeline = self.upstream, self.pipeline

@@ -354,13 +354,12 @@ def test_yaml_tags_that_cannot_be_constructed_are_config_errors(value: str, cfg_
     assert err.message.startswith(f"{cfg_path}:3:")
 
 
-@pytest.mark.parametrize("section", ["approvals"])
-def test_reserved_sections_must_be_empty(section: str, cfg_path: Path) -> None:
-    assert parse(f"{section}:\n", cfg_path).servers == {}
-    assert parse(f"{section}: {{}}\n", cfg_path).servers == {}
-    err = fails(f"{section}:\n  anything: true\n", cfg_path)
-    assert err.message.startswith(f"{cfg_path}:2: {section}: is not supported by this version of relay yet")
-    assert err.hint == "leave the section empty or remove it"
+def test_an_empty_approvals_section_is_the_default_and_unknown_keys_are_refused(cfg_path: Path) -> None:
+    # Rule parsing and evaluation are tested in tests/approval/test_policy.py.
+    assert parse("approvals:\n", cfg_path).approvals == config.ApprovalConfig()
+    assert parse("approvals: {}\n", cfg_path).approvals == config.ApprovalConfig()
+    err = fails("approvals:\n  anything: true\n", cfg_path)
+    assert err.message == f"{cfg_path}:2: approvals.anything: unknown key"
 
 
 def test_masking_is_on_by_default_and_configurable(cfg_path: Path) -> None:

@@ -47,15 +47,28 @@ def _global(
 
 
 def _register() -> None:
-    from relay.cli import completions, config_cmd, demo, keys_cmd, login_cmd, run, transcripts_cmd, verify_cmd
+    from relay.cli import (
+        approvals_cmd,
+        completions,
+        config_cmd,
+        demo,
+        keys_cmd,
+        login_cmd,
+        policy_cmd,
+        run,
+        transcripts_cmd,
+        verify_cmd,
+    )
 
     run.register(app)
     demo.register(app)
     login_cmd.register(app)
+    approvals_cmd.register(app)
     verify_cmd.register(app)
     keys_cmd.register(app)
     transcripts_cmd.register(app)
     config_cmd.register(app)
+    policy_cmd.register(app)
     completions.register(app)
 
 

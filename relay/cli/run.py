@@ -53,7 +53,7 @@ def _target(server: str | None, url: str | None, transport: str | None, header: 
         directory = transcript_dir or cfg.transcripts.directory
     identity = cfg.identity(resolved.identity) if resolved.identity else None
     return Target(server=resolved, transcript_dir=directory, max_message_bytes=limit, masking=cfg.masking,
-                  transcripts=cfg.transcripts, collector=cfg.collector, identity=identity)
+                  transcripts=cfg.transcripts, collector=cfg.collector, identity=identity, approvals=cfg.approvals)
 
 
 def run(

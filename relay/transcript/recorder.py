@@ -86,7 +86,8 @@ class Recorder:
     def on_event(self, event: dict[str, Any]) -> None:
         """Relay's own decisions (errors it answered with, faults it saw, grants it obtained) belong in the
         transcript too."""
-        self._write("grant" if event.get("event") == "grant" else "error", event)
+        kind = event.get("event")
+        self._write(kind if kind in ("grant", "approval") else "error", event)
 
     def _ack(self, seq: int, head: str) -> None:
         if self.writer.closed or self.shipper is None:

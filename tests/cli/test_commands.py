@@ -111,6 +111,7 @@ def test_demo_runs_end_to_end_and_leaves_a_private_transcript(tmp_path: Path) ->
                    if p.name != "ledger.jsonl"]
     assert len(transcripts) == 1 and transcripts[0].stat().st_mode & 0o777 == 0o600
     assert "relay verify: OK sealed" in out.stderr
+    assert "Approval recorded: refund_payment approved by" in out.stderr  # the refund waited for a person
 
 
 def test_python_dash_m_relay_works(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def test_list_shows_one_line_per_session(demo: Demo) -> None:
     assert lines[0].split() == ["SESSION", "STARTED", "(UTC)", "SERVER", "RECORDS", "TOOL", "CALLS", "OUTCOME"]
     for session, line in zip(demo.sessions, lines[1:], strict=True):
         cells = line.split()
-        assert cells[0] == session and cells[3:] == ["demo-payments", "13", "3", "sealed"]
+        assert cells[0] == session and cells[3:] == ["demo-payments", "17", "4", "sealed"]
         assert re.fullmatch(r"\d{4}-\d\d-\d\d", cells[1]) and re.fullmatch(r"\d\d:\d\d:\d\d", cells[2])
 
 
@@ -80,7 +80,7 @@ def test_list_json_on_stdout(demo: Demo) -> None:
     rows = json.loads(out.stdout)
     assert [r["session"] for r in rows] == demo.sessions
     assert {(r["server"], r["records"], r["tool_calls"], r["outcome"]) for r in rows} == {
-        ("demo-payments", 13, 3, "sealed")}
+        ("demo-payments", 17, 4, "sealed")}
     assert rows[0]["start"].endswith("Z") and rows[0]["reason"] is None
 
 
@@ -97,14 +97,14 @@ def test_show_is_a_readable_timeline_on_stderr(demo: Demo) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout == ""
     text = out.stderr
-    assert text.startswith("OK: sealed, 13 records")
+    assert text.startswith("OK: sealed, 17 records")
     assert f"session: {demo.sessions[0]}" in text and "client: relay-demo-agent" in text
     assert "server: demo-payments (stdio" in text
     assert re.search(r"\+\d+\.\d{3}s  agent -> server  tools/call lookup_order  \{\"order_id\": \"ord_1001\"\}",
                      text)
     assert re.search(r"server -> agent  tools/call lookup_order \(response\)  Order ord_1001", text)
     assert "masked: 3 x pan" in text and "masked: 1 x pan, 1 x cvv" in text
-    assert "sealed: 13 records, reason client_closed" in text
+    assert "sealed: 17 records, reason client_closed" in text
     assert not clear_pan(text)  # transcripts are masked; show adds nothing
 
 
@@ -124,9 +124,9 @@ def test_export_json(demo: Demo) -> None:
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["session"] == demo.sessions[1]
-    assert doc["verification"]["outcome"] == "sealed" and doc["verification"]["records"] == 13
+    assert doc["verification"]["outcome"] == "sealed" and doc["verification"]["records"] == 17
     records = doc["records"]
-    assert [r["seq"] for r in records] == list(range(1, 14))
+    assert [r["seq"] for r in records] == list(range(1, 18))
     call = next(r for r in records if r.get("tool") == "lookup_order" and r["dir"] == "c2s")
     assert call["message"]["params"]["arguments"] == {"order_id": "ord_1001"}  # the message, parsed
     assert records[-1]["type"] == "seal"
@@ -140,7 +140,7 @@ def test_export_html_report(demo: Demo, tmp_path: Path) -> None:
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert page.index('class="banner ok"') < page.index("<h2>Timeline</h2>")
     assert "<script" not in page and "<link" not in page and not re.search(r"(src|href)=\"?(https?:)?//", page)
-    assert page.count("<details><summary>message JSON</summary>") == 11
+    assert page.count("<details><summary>message JSON</summary>") == 13
     assert "masked: 3 x pan" in page
     written = tmp_path / "report.html"
     out = run(demo, "export", "latest", "--format", "html", "--output", str(written))

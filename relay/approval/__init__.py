@@ -1,0 +1,1 @@
+"""Approvals: the policy that picks which tool calls need a person, the requests, and the channels."""
