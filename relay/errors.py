@@ -51,3 +51,9 @@ class AuthError(RelayError):
     """Identity: no valid login, the provider refused or cannot be reached, a grant was refused."""
 
     exit_code = 6
+
+
+class GrantLost(UpstreamError):
+    """Mid-session, relay can no longer get a grant for the server (the login expired or was revoked)."""
+
+    exit_code = 6

@@ -147,17 +147,28 @@ async def _relay(target: Target, client: Transport, credentials: Credentials | N
                                          credentials=credentials) as upstream:
                     await Session(client, upstream, pipeline).run()
                 reason = "client_closed"
-            except UpstreamError:
-                reason = "upstream_failed"
-                raise
-            except anyio.get_cancelled_exc_class():
-                reason = "signal"
+            except BaseException as exc:
+                reason = _close_reason(exc)
                 raise
             finally:
                 tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             await pipeline.aclose(reason)
+
+
+def _close_reason(exc: BaseException) -> str:
+    """What the transcript's seal says about an exception that ended the session (task groups wrap them)."""
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        return "signal"
+    if isinstance(exc, UpstreamError):
+        return "upstream_failed"
+    if isinstance(exc, BaseExceptionGroup):
+        reasons = {_close_reason(inner) for inner in exc.exceptions}
+        for reason in ("upstream_failed", "signal"):
+            if reason in reasons:
+                return reason
+    return "error"
 
 
 async def _until_signal(scope: anyio.CancelScope) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from relay import __version__
-from relay.errors import UpstreamError
+from relay.errors import AuthError, GrantLost, UpstreamError
 from relay.jsonrpc import REQUEST_TOO_LARGE, UPSTREAM_ERROR
 from relay.transports import Fault
 from relay.transports.h1 import ConnectFailed, HttpClient, Response
@@ -34,14 +34,22 @@ class AuthorizedClient(HttpClient):
         self._credentials = credentials
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b"") -> Response:
-        value = await self._credentials.authorization()
+        value = await self._authorization(url)
         resp = await super().request(method, url, {**headers, "authorization": value}, body)
         if resp.status_code != 401:
             return resp
         await resp.aclose()
         await self._credentials.rejected(value)
-        again = await self._credentials.authorization()
+        again = await self._authorization(url)
         return await super().request(method, url, {**headers, "authorization": again}, body)
+
+    async def _authorization(self, url: str) -> str:
+        try:
+            return await self._credentials.authorization()
+        except AuthError as exc:
+            # The session cannot go on without a grant: end it as an upstream failure (pending requests get
+            # errors, the transcript is sealed), with the identity's exit code.
+            raise GrantLost(f"no grant for {url} any more: {exc}") from None
 
 
 def make_client(headers: Mapping[str, str], credentials: Credentials | None = None) -> HttpClient:

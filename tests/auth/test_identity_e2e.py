@@ -211,3 +211,22 @@ def test_the_issuer_is_found_through_the_server_s_resource_metadata(tmp_path: Pa
     out = subprocess.run([*RELAY, "--config", str(cfg), "call", "payments", "whoami"], env=env(tmp_path),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "alice" in out.stdout, out.stderr
+
+
+def test_a_login_revoked_mid_session_ends_the_session_cleanly(tmp_path: Path, op: OidcProvider, mcp_url: str) -> None:
+    cfg = config(tmp_path, op, mcp_url)
+    cfg.write_text(cfg.read_text().replace("lifetime: 5m", "lifetime: 3s"))
+    assert login(tmp_path, op, cfg).returncode == 0
+    with RawClient([*RELAY, "--config", str(cfg), "run", "payments"], env=env(tmp_path)) as c:
+        c.initialize()
+        assert "result" in c.request("tools/call", {"name": "whoami", "arguments": {}})
+        out = subprocess.run([*RELAY, "--config", str(cfg), "logout", "corp"], env=env(tmp_path),
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0
+        time.sleep(3.5)  # the grant has expired and cannot be renewed
+        answer = c.request("tools/call", {"name": "whoami", "arguments": {}})
+        assert "error" in answer and "no grant for" in answer["error"]["message"]
+        assert "not logged in as 'corp'" in answer["error"]["message"] or "expired" in answer["error"]["message"]
+        assert c.proc.wait(20) == 6
+    recs = records(transcript(tmp_path))
+    assert recs[-1]["type"] == "seal" and recs[-1]["reason"] == "upstream_failed"
