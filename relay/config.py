@@ -158,10 +158,19 @@ class ApprovalRule:
 
 
 @dataclass(frozen=True)
+class RemoteApprovalConfig:
+    """The remote approval channel: an HTTP approval service (docs/approval-protocol.md)."""
+
+    url: str  # base URL, without a trailing slash
+    identity: str | None  # the entry of `identities:` whose token relay presents; None: no Authorization header
+
+
+@dataclass(frozen=True)
 class ApprovalConfig:
     default: str = "allow"  # for calls no rule matches: allow, or deny for allow-list deployments
     timeout: float = 300.0  # seconds a call waits for its approvers
     rules: tuple[ApprovalRule, ...] = ()
+    remote: RemoteApprovalConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -554,26 +563,54 @@ def _masking(r: _Reader, node: _Node) -> MaskingConfig:
     )
 
 
-_APPROVAL_KEYS = ("default", "timeout", "rules")
+_APPROVAL_KEYS = ("default", "timeout", "rules", "remote")
 _RULE_KEYS = ("match", "action", "reason", "channels", "approvers", "timeout")
 _MATCH_KEYS = ("server", "tool", "annotations", "args", "identity", "groups")
 # RFC 6901: "" (the whole arguments object) or /token/token..., where "~" is only ever "~0" or "~1".
 _POINTER = re.compile(r"(?:/(?:[^~/]|~[01])*)*")
 
 
-def _approvals(r: _Reader, node: _Node) -> ApprovalConfig:
+def _approvals(r: _Reader, node: _Node, identities: Mapping[str, IdentityConfig]) -> ApprovalConfig:
     a = r.mapping(node, "approvals", _APPROVAL_KEYS)
     d = ApprovalConfig()
-    rules: list[ApprovalRule] = []
+    items: list[_Node] = []
     if "rules" in a and a["rules"].value is not None:
         if not isinstance(a["rules"].value, list):
             raise r.fail(a["rules"], "approvals.rules", "expected a list of rules")
-        rules = [_approval_rule(r, i, item) for i, item in enumerate(a["rules"].value)]
+        items = a["rules"].value
+    rules = [_approval_rule(r, i, item) for i, item in enumerate(items)]
+    remote = _remote(r, a["remote"], identities) if "remote" in a and a["remote"].value is not None else None
+    for rule, item in zip(rules, items, strict=True):
+        # Only remotely, with no service to ask: a call this rule matches could never go through.
+        if remote is None and rule.channels == ("remote",):
+            key = f"approvals.rules[{rule.index}].channels"
+            raise r.fail(r.mapping(item, key, None)["channels"], key, "channel 'remote' needs 'approvals.remote'",
+                         hint="name the approval service: approvals.remote: {url: ..., identity: ...}")
     return ApprovalConfig(
         default=r.choice(a["default"], "approvals.default", APPROVAL_DEFAULTS) if "default" in a else d.default,
         timeout=r.duration(a["timeout"], "approvals.timeout") if "timeout" in a else d.timeout,
-        rules=tuple(rules),
+        rules=tuple(rules), remote=remote,
     )
+
+
+def _remote(r: _Reader, node: _Node, identities: Mapping[str, IdentityConfig]) -> RemoteApprovalConfig:
+    m = r.mapping(node, "approvals.remote", ("url", "identity"))
+    if "url" not in m:
+        raise r.fail(node, "approvals.remote", "needs a 'url' (the approval service)",
+                     hint="see docs/approval-protocol.md")
+    url = r.string(m["url"], "approvals.remote.url")
+    if not url.startswith(("http://", "https://")):
+        raise r.fail(m["url"], "approvals.remote.url", f"'{url}' is not an http(s) URL")
+    identity = r.string(m["identity"], "approvals.remote.identity") if "identity" in m else None
+    if identity is not None:
+        if identity not in identities:
+            near = difflib.get_close_matches(identity, list(identities), n=1)
+            raise r.fail(m["identity"], "approvals.remote.identity", f"no identity named '{identity}'",
+                         f"did you mean '{near[0]}'?" if near else "define it under 'identities:'")
+        if not identities[identity].issuer:
+            raise r.fail(m["identity"], "approvals.remote.identity", f"identity '{identity}' names no 'issuer'",
+                         hint=f"give identities.{identity}.issuer: the approval service has no metadata to find it")
+    return RemoteApprovalConfig(url=url.rstrip("/"), identity=identity)
 
 
 def _approval_rule(r: _Reader, index: int, node: _Node) -> ApprovalRule:
@@ -715,7 +752,7 @@ def _build(r: _Reader, root: _Node) -> Config:
     transcripts = _transcripts(r, top["transcripts"]) if "transcripts" in top else TranscriptConfig()
     collector = _collector(r, top["collector"]) if "collector" in top else CollectorConfig()
     masking = _masking(r, top["masking"]) if "masking" in top else MaskingConfig()
-    approvals = _approvals(r, top["approvals"]) if "approvals" in top else ApprovalConfig()
+    approvals = _approvals(r, top["approvals"], identities) if "approvals" in top else ApprovalConfig()
     return Config(path=r.path, servers=servers, max_message_bytes=max_bytes, transcripts=transcripts,
                   masking=masking, collector=collector, identities=identities, approvals=approvals)
 

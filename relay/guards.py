@@ -8,11 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from relay.config import ApprovalConfig, CollectorConfig, MaskingConfig, ServerConfig, TranscriptConfig
+from relay.config import (
+    ApprovalConfig,
+    CollectorConfig,
+    IdentityConfig,
+    MaskingConfig,
+    ServerConfig,
+    TranscriptConfig,
+)
 from relay.pipeline import Interceptor, Pipeline
 
 if TYPE_CHECKING:
+    from relay.approval.channels import Channel
     from relay.approval.guard import ApprovalGuard
+    from relay.auth.login import Login
     from relay.transcript.hostkey import KeyStore
 
 log = logging.getLogger("relay.guards")
@@ -28,6 +37,8 @@ class ChainOptions:
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     identity: dict[str, Any] | None = None  # who the session acts for (the genesis records it)
     approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
+    approval_identity: IdentityConfig | None = None  # approvals.remote.identity, resolved
+    approval_login: Login | None = None  # the session's login, when it is that same identity
 
 
 def build_chain(options: ChainOptions) -> Pipeline:
@@ -57,8 +68,13 @@ def _approval_guard(options: ChainOptions) -> ApprovalGuard | None:
     from relay.approval.guard import ApprovalGuard
     from relay.approval.policy import Policy
 
+    channels: dict[str, Channel] = {}
+    if config.remote is not None:
+        from relay.approval.remote import RemoteChannel
+
+        channels["remote"] = RemoteChannel(config.remote, options.approval_identity, options.approval_login)
     return ApprovalGuard(Policy(config), server=options.server.name, session_id=options.session_id,
-                         identity=options.identity)
+                         identity=options.identity, channels=channels)
 
 
 def _recorder(options: ChainOptions, directory: Path) -> Interceptor:

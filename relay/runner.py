@@ -32,7 +32,7 @@ from relay.transports.stdio import StdioClientTransport
 from relay.transports.upstream import open_upstream
 
 if TYPE_CHECKING:
-    from relay.auth.login import NotLoggedIn
+    from relay.auth.login import Login, NotLoggedIn
     from relay.transports.listen import ListenOptions
 
 log = logging.getLogger("relay.runner")
@@ -48,6 +48,7 @@ class Target:
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     identity: IdentityConfig | None = None  # the server's identity, when it has one
     approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
+    approval_identity: IdentityConfig | None = None  # who relay is at the approval service (approvals.remote)
 
 
 def resolve_server(config: Config, name: str | None, url: str | None, command: list[str],
@@ -83,11 +84,11 @@ def _label(url: str) -> str:
     return urlsplit(url).netloc or url
 
 
-def _chain(target: Target, identity: dict[str, Any] | None = None) -> Pipeline:
+def _chain(target: Target, identity: dict[str, Any] | None = None, login: Login | None = None) -> Pipeline:
     return build_chain(ChainOptions(
         session_id=new_session_id(), server=target.server, transcript_dir=target.transcript_dir,
         masking=target.masking, transcripts=target.transcripts, collector=target.collector, identity=identity,
-        approvals=target.approvals))
+        approvals=target.approvals, approval_identity=target.approval_identity, approval_login=login))
 
 
 async def _run_session(target: Target, client: Transport, *, in_band_login: bool = False) -> None:
@@ -130,10 +131,17 @@ async def _login_in_band(identity: IdentityConfig, client: Transport, server: st
 
 async def _relay(target: Target, client: Transport, credentials: Credentials | None,
                  identity: dict[str, Any] | None) -> None:
-    pipeline = _chain(target, identity)
+    login = None
     if credentials is not None:
         from relay.auth.grants import Grant
 
+        assert isinstance(credentials, Grant)
+        # The approval service with the session's own identity shares its login: a rotated refresh token has one user.
+        remote_identity = target.approval_identity
+        if remote_identity is not None and credentials.login.config.name == remote_identity.name:
+            login = credentials.login
+    pipeline = _chain(target, identity, login)
+    if credentials is not None:
         assert isinstance(credentials, Grant)
         if credentials.last is not None:
             pipeline.report(credentials.last)  # the grant obtained at start, now that there is a transcript

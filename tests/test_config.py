@@ -561,3 +561,46 @@ def test_collector_section(cfg_path: Path) -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("100ms", 0.1), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("2", 2.0)])
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+# -- approvals.remote -------------------------------------------------------------------------------------
+
+_BOT = "identities:\n  ci: {issuer: https://login.example, client_id: ci-bot, flow: client_credentials, " \
+       "client_secret_env: S}\n"
+
+
+def test_the_remote_approval_service(cfg_path: Path) -> None:
+    c = parse(_BOT + "approvals:\n  remote: {url: 'https://approvals.example/relay/', identity: ci}\n  rules:\n"
+              "    - {match: {tool: x}, action: require_approval, channels: [remote]}\n", cfg_path)
+    assert c.approvals.remote == config.RemoteApprovalConfig(url="https://approvals.example/relay", identity="ci")
+    anonymous = parse("approvals:\n  remote: {url: 'http://127.0.0.1:9'}\n", cfg_path).approvals.remote
+    assert anonymous == config.RemoteApprovalConfig(url="http://127.0.0.1:9", identity=None)
+    assert parse("approvals:\n  remote:\n", cfg_path).approvals.remote is None
+    # Remote next to local is fine without a service: local still decides.
+    mixed = parse("approvals:\n  rules:\n    - {action: require_approval, channels: [local, remote]}\n", cfg_path)
+    assert mixed.approvals.remote is None and mixed.approvals.rules[0].channels == ("local", "remote")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("approvals:\n  remote: {identity: ci}\n", ":2: approvals.remote: needs a 'url' (the approval service)"),
+    ("approvals:\n  remote: {url: 'ftp://x'}\n", ":2: approvals.remote.url: 'ftp://x' is not an http(s) URL"),
+    ("approvals:\n  remote: {url: 'https://x', token: abc}\n", ":2: approvals.remote.token: unknown key"),
+    ("approvals:\n  remote: https://x\n", ":2: approvals.remote: expected a mapping, got str"),
+    (_BOT + "approvals:\n  remote:\n    url: https://x\n    identity: cis\n",
+     ":6: approvals.remote.identity: no identity named 'cis' (did you mean 'ci'?)"),
+    ("approvals:\n  rules:\n    - match: {tool: x}\n      action: require_approval\n      channels: [remote]\n",
+     ":5: approvals.rules[0].channels: channel 'remote' needs 'approvals.remote'"),
+    ("approvals:\n  rules:\n    - {action: require_approval, channels: remote}\n",
+     ":3: approvals.rules[0].channels: channel 'remote' needs 'approvals.remote'"),
+])
+def test_remote_approval_errors_name_file_line_and_key(text: str, message: str, cfg_path: Path) -> None:
+    assert str(fails(text, cfg_path)).startswith(f"{cfg_path}{message}")
+
+
+def test_the_remote_identity_needs_an_issuer(cfg_path: Path) -> None:
+    text = ("servers:\n  p: {url: 'https://mcp.example/mcp', identity: corp}\n"
+            "identities:\n  corp: {client_id: relay-cli}\n"
+            "approvals:\n  remote: {url: 'https://x', identity: corp}\n")
+    err = fails(text, cfg_path)
+    assert err.message == f"{cfg_path}:6: approvals.remote.identity: identity 'corp' names no 'issuer'"
+    assert err.hint is not None and "identities.corp.issuer" in err.hint

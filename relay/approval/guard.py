@@ -1,8 +1,10 @@
 """The approval guard: tool calls the policy flags wait for a human; denied ones come back as tool errors.
 
 Only client-to-server `tools/call` requests are judged. A call that needs approval waits in a task of its own
-(the session does that when `holds` says so) while the request is offered on its channels; the decision, the
-approver and the reason go into the transcript. Timeout, no reachable channel, or a withdrawn request: denied.
+(the session does that when `holds` says so) while the request is offered on its channels: the local socket
+(passive, always there) and the active channels configured (remote). The decision, the approver and the reason go
+into the transcript, and so do refused decisions. Timeout, no reachable channel, a malformed decision, or a
+withdrawn request: denied.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 
 from relay.approval.broker import Broker
+from relay.approval.channels import Channel, ChannelUnavailable
 from relay.approval.policy import Call, Decision, Policy
 from relay.approval.request import ApprovalRequest, Verdict, arguments_digest
 from relay.jsonrpc import Direction, Kind, Message
@@ -26,7 +29,7 @@ from relay.pipeline import Context, Rejected
 
 log = logging.getLogger("relay.approval")
 
-CHANNELS_HERE = ("local",)  # the channels this version can offer a request on
+PASSIVE = ("local",)  # channels that are always there: people come to relay (`relay approvals`)
 
 
 def _tool_error(text: str) -> dict[str, Any]:
@@ -44,13 +47,15 @@ class ApprovalGuard:
     PROGRESS_EVERY = 2.0  # seconds between progress notifications while a call waits
 
     def __init__(self, policy: Policy, *, server: str, session_id: str, identity: dict[str, Any] | None,
-                 broker: Broker | None = None, report: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 broker: Broker | None = None, report: Callable[[dict[str, Any]], None] | None = None,
+                 channels: Mapping[str, Channel] | None = None) -> None:
         self.policy = policy
         self.server = server
         self.session_id = session_id
         self.identity = identity
         self.broker = broker or Broker()
         self.report = report
+        self.channels = dict(channels or {})  # the active ones, by name: they go to people (remote)
         self._annotations: dict[str, dict[str, Any]] = {}
         self._decisions: dict[int, Decision] = {}
         self._waiting: dict[tuple[bool, Any], str] = {}  # JSON-RPC id of a held call -> approval request id
@@ -98,6 +103,8 @@ class ApprovalGuard:
     async def aclose(self, reason: str = "client_closed") -> None:
         for request in self.broker.pending():
             self.broker.withdraw(request.id, "the session ended")
+        for channel in self.channels.values():
+            await channel.aclose()
 
     # -- asking a human ------------------------------------------------------------------------------------
 
@@ -107,8 +114,9 @@ class ApprovalGuard:
         request = ApprovalRequest(
             id=f"{self._prefix}-{next(self._ids)}", session=self.session_id, server=self.server, tool=tool,
             digest=arguments_digest(arguments), requester=self._requester(), arguments=shown,
-            rule=_rule_name(decision), reason=decision.reason, expires_at=time.time() + decision.timeout)
-        channels = [c for c in decision.channels if c in CHANNELS_HERE]
+            rule=_rule_name(decision), reason=decision.reason, expires_at=time.time() + decision.timeout,
+            approvers=decision.approvers)
+        channels = [c for c in decision.channels if c in PASSIVE or c in self.channels]
         base = {"event": "approval", "id": request.id, "tool": tool, "digest": request.digest,
                 "nonce": request.nonce, "rule": request.rule}
         if not channels:
@@ -118,18 +126,51 @@ class ApprovalGuard:
                 f"Denied: this call needs approval on {', '.join(decision.channels)}, which this relay cannot reach"))
         self._record({**base, "decision": "requested", "channels": channels, "requester": request.requester,
                       "expires_in": round(decision.timeout)})
-        log.warning("tool call %s on %s waits for approval: `relay approve %s` or `relay deny %s`",
-                    tool, self.server, request.id, request.id)
+        if "local" in channels:
+            log.warning("tool call %s on %s waits for approval: `relay approve %s` or `relay deny %s`",
+                        tool, self.server, request.id, request.id)
+        else:
+            log.warning("tool call %s on %s waits for approval %s on %s", tool, self.server, request.id,
+                        ", ".join(channels))
         key = _key(msg.id)
         self._waiting[key] = request.id
+        reachable = list(channels)
+
+        def refused(approver: str, channel: str, why: str) -> None:
+            self._record({**base, "decision": "refused", "by": approver, "channel": channel, "reason": why})
+
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._progress, msg, ctx, request)
-                verdict = await self.broker.wait(request, decision.approvers)
+                for name in channels:
+                    if name in self.channels:
+                        tg.start_soon(self._offer, self.channels[name], request, base, reachable)
+                verdict = await self.broker.wait(request, decision.approvers, refused, tuple(channels))
                 tg.cancel_scope.cancel()
         finally:
             self._waiting.pop(key, None)
         return self._settle(msg, request, verdict, decision, base)
+
+    async def _offer(self, channel: Channel, request: ApprovalRequest, base: dict[str, Any],
+                     reachable: list[str]) -> None:
+        """One active channel offers the request; when it fails and no channel is left, the call is denied."""
+        try:
+            await channel.offer(request, self.broker)
+            return
+        except ChannelUnavailable as exc:
+            why = str(exc)
+        except Exception as exc:  # a fault in a channel is a channel lost, never an open door
+            log.exception("approval channel %s failed", channel.name)
+            why = f"the {channel.name} approval channel failed ({type(exc).__name__})"
+        reachable.remove(channel.name)
+        if not self.broker.is_pending(request.id):
+            return
+        if reachable:
+            log.warning("approval %s: channel %s is unavailable (%s); still waiting on %s",
+                        request.id, channel.name, why, ", ".join(reachable))
+            self._record({**base, "decision": "unavailable", "by": None, "channel": channel.name, "reason": why})
+            return
+        self.broker.fail(request.id, why, channel.name)
 
     def _settle(self, msg: Message, request: ApprovalRequest, verdict: Verdict, decision: Decision,
                 base: dict[str, Any]) -> Message:
@@ -141,6 +182,10 @@ class ApprovalGuard:
             self._record({**base, "decision": "denied", "by": verdict.approver, "reason": verdict.reason,
                           "channel": verdict.channel})
             text = f"Denied by {verdict.approver}" + (f": {verdict.reason}" if verdict.reason else "")
+        elif verdict.channel is not None:  # no channel left, or one failed in a way that must not be waited out
+            self._record({**base, "decision": "denied", "by": None, "reason": verdict.reason,
+                          "channel": verdict.channel})
+            text = f"Denied: {verdict.reason}"
         elif verdict.reason is not None:  # withdrawn
             self._record({**base, "decision": "withdrawn", "by": None, "reason": verdict.reason})
             text = f"Not run: {verdict.reason}"

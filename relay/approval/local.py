@@ -94,7 +94,7 @@ def _answer(request: Any, broker: Broker, user: str) -> dict[str, Any]:
         return {"error": "expected a JSON object"}
     op = request.get("op")
     if op == "list":
-        return {"pending": [r.public() for r in broker.pending()]}
+        return {"pending": [r.public() for r in broker.pending("local")]}
     if op == "decide":
         try:
             verdict = broker.decide(str(request.get("id")), str(request.get("digest")),

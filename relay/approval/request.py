@@ -29,6 +29,7 @@ class ApprovalRequest:
     rule: str  # which policy rule asked for it
     reason: str | None
     expires_at: float  # epoch seconds
+    approvers: int = 1  # distinct people whose approval releases the call
     nonce: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     created_at: float = field(default_factory=time.time)
 
@@ -36,8 +37,8 @@ class ApprovalRequest:
         """What channels show an approver."""
         return {"id": self.id, "session": self.session, "server": self.server, "tool": self.tool,
                 "digest": self.digest, "requester": self.requester, "arguments": self.arguments, "rule": self.rule,
-                "reason": self.reason, "expires_at": self.expires_at, "created_at": self.created_at,
-                "nonce": self.nonce}
+                "reason": self.reason, "approvers": self.approvers, "expires_at": self.expires_at,
+                "created_at": self.created_at, "nonce": self.nonce}
 
 
 @dataclass(frozen=True)

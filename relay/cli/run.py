@@ -52,8 +52,10 @@ def _target(server: str | None, url: str | None, transport: str | None, header: 
     if cfg.transcripts.enabled:
         directory = transcript_dir or cfg.transcripts.directory
     identity = cfg.identity(resolved.identity) if resolved.identity else None
+    remote = cfg.approvals.remote
     return Target(server=resolved, transcript_dir=directory, max_message_bytes=limit, masking=cfg.masking,
-                  transcripts=cfg.transcripts, collector=cfg.collector, identity=identity, approvals=cfg.approvals)
+                  transcripts=cfg.transcripts, collector=cfg.collector, identity=identity, approvals=cfg.approvals,
+                  approval_identity=cfg.identity(remote.identity) if remote and remote.identity else None)
 
 
 def run(
