@@ -2,8 +2,8 @@
 
 `scan` returns the spans of a string that a masking guard must replace (`scan_many` the same for many
 strings at once), `sensitive_key` names the JSON keys whose values are sensitive authentication data,
-`may_contain` is the cheap pre-filter and `is_pan` the PAN test (prefix, length, Luhn). Pure functions:
-no state, no I/O.
+`may_contain` is the pre-filter and `is_pan` the PAN test (prefix, length, Luhn). Pure functions: no I/O,
+no state but caches of what they work out.
 """
 
 from __future__ import annotations
@@ -13,34 +13,43 @@ import itertools
 import operator
 import re
 import unicodedata
-from functools import lru_cache
-from typing import Literal, NamedTuple
+from collections.abc import Callable
+from functools import lru_cache, partial
+from typing import Literal, NamedTuple, cast
 
 from relay.masking.iin import MAX_LENGTH, MIN_LENGTH, RANGES
 
 # How a scan works, cheapest step first (most text never gets past step 1):
 #
-# 1. Runs. A PAN is written as a "chain": digit groups joined by single separators (space, dash, dot, plus,
-#    Unicode spaces and dashes, %20, &nbsp;, ...), 12 digits or more. The text is encoded to one byte per
-#    character (Latin-1, "?" for anything above U+00FF, so offsets stay the text's) and mapped twice with
-#    `bytes.translate`: to a run image (can this character be part of a chain?), in which `bytes.find`
-#    locates the runs of 12 or more such characters at C speed, skipping over letters; and to classes
-#    (digit that can start a brand's prefix, other digit, separator, "%", "&", other). A run with fewer
-#    than 12 digits is dropped; a run of digits, or of digit groups with single separators, is a chain as
-#    it stands (ids, timestamps, cards); in other runs regexes over the classes find where chains may
-#    start. That is a superset of what step 2 accepts, so `may_contain` uses it too. Text with non-ASCII
+# 1. Images. A PAN is written as a "chain": digit groups joined by single separators (space, dash, dot,
+#    plus, Unicode spaces and dashes, %20, &nbsp;, ...), 12 digits or more. The text is encoded to one byte
+#    per character (Latin-1, "?" for anything above U+00FF, so offsets stay the text's) and mapped twice
+#    with `bytes.translate`: to a run image (can this character be part of a chain?), in which `bytes.find`
+#    locates the runs of 12 or more such characters at C speed, skipping over letters; and to a key image:
+#    "0" for a digit, the ASCII separators as they are, and for any other character only what the rules of
+#    step 2 ask about a run's neighbours (hex letter, capital, track separator, "%"). Text with non-ASCII
 #    digits takes the exact Unicode regex over the whole string instead.
-# 2. Chains are read left to right, each from where the one before it (or its track) ends. A chain that is
-#    one run of digits or one PAN in groups is settled with the prefix, length and Luhn test first (most
-#    ids fail it); any other is split into groups and the rules below pick the PANs. A PAN followed by
-#    "=", "^" or "D" is checked for track 2, track 1 and EMV track 2 equivalent structure.
+# 2. Runs, read left to right, each chain from where the one before it (or its track) ends. A run's key is
+#    its stretch of the key image with three characters before it and one after. Keys repeat (the same
+#    layout of ids, dates, amounts or cards between the same kinds of neighbours), so what a key says is
+#    worked out once, in plain Python, and then looked up: most runs end there (fewer than 12 digits, more
+#    than 19 in a row). A run that is one chain as it stands (ids, a card in a table cell) is settled with
+#    the prefix and length table (most ids fail it) and Luhn; a chain that no rule below can touch waits
+#    for one Luhn check of all such chains at once (card-dense text has thousands). In a run that is not
+#    one chain, a regex over its classes (brand's digit, other digit, separator) finds the chains, each
+#    read then as a run of its own. A chain that is not a PAN as a whole, or that a rule below may apply
+#    to, goes through the general reader, which splits it into groups and lets the rules pick the PANs; a
+#    PAN followed by "=", "^" or "D" is checked for track 2, track 1 and EMV track 2 equivalent structure.
+#    Runs with %XX escapes, &nbsp;-style or non-ASCII separators ("loose mode") are read with looser
+#    regexes over their classes (with "%" and "&" too), and the exact chain regex over the text.
 # 3. SAD keywords (CVV, CVC, CID, security code, card code, PIN, PIN block, ...) followed by a value: three
 #    regexes over the lowered text, each starting with a literal (the image of step 1 lowered stands in
 #    for the text where it reads the same). Skipped when the text has < 3 digits.
 # 4. Text with \u0034-style escapes of digits is decoded first, and the spans are mapped back.
 #
-# `scan_many` reads many texts (the strings of a JSON message) as one, joined by a separator that no rule
-# looks across, and hands each text its findings.
+# `may_contain` is the same steps, stopping at the first finding (a long text's first KiB first: card-dense
+# text has one there). `scan_many` reads many texts (the strings of a JSON message) as one, joined by a
+# separator that no rule looks across, and hands each text its findings.
 #
 # Decisions (each one trades a leak against corrupted data; test_detect.py pins each one down):
 #
@@ -78,6 +87,8 @@ class Finding(NamedTuple):
 
 
 _new_tuple = tuple.__new__
+# Finding((start, end, kind, digits)) at C speed, for map() over many at once.
+_pan_finding = cast(Callable[[tuple[int, int, str, str]], Finding], partial(tuple.__new__, Finding))
 
 
 def _finding(start: int, end: int, kind: Kind, digits: str) -> Finding:
@@ -115,7 +126,8 @@ def _build_iin_tables() -> None:
 
 
 _build_iin_tables()
-_LEN4_BYTES = {key.encode(): lengths for key, lengths in _LEN4.items()}
+# The same keyed by ASCII bytes, with every 4-digit key (0: no brand's prefix): a lookup never misses.
+_LEN4_BYTES = {f"{head:04d}".encode(): _LEN4.get(f"{head:04d}", 0) for head in range(10_000)}
 _LEN6_BYTES = {key.encode(): lengths for key, lengths in _LEN6.items()}
 _FIRST_DIGITS = "".join(sorted({key[0] for key in _LEN4}))
 _FIRST_SET = frozenset(_FIRST_DIGITS)
@@ -123,9 +135,35 @@ _DOUBLE = bytes.maketrans(b"0123456789", b"0246813579")  # Luhn: 2*d with its di
 
 
 def _luhn(digits: str) -> bool:
+    return _luhn_ok(digits.encode())
+
+
+def _luhn_ok(raw: bytes) -> bool:
     # sum() over bytes of ASCII digits is the fastest digit sum CPython offers; 48 is ord("0").
-    raw = digits.encode()
     return (sum(raw[-1::-2]) + sum(raw[-2::-2].translate(_DOUBLE)) - 48 * len(raw)) % 10 == 0
+
+
+_LUHN_AS_IS = bytes.maketrans(b"0123456789", bytes(range(10)))
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
+_LUHN_BLOCK = int.from_bytes(b"\x01" * 10, "little")  # 1 + 256 + ... + 256**9
+_LUHN_PASSES = bytes(int(v % 10 == 0) for v in range(256))
+
+
+def _luhn_many(numbers: list[bytes]) -> bytes:
+    """Luhn checks of many strings of up to 20 ASCII digits at once: for each, 1 if it passes, else 0.
+
+    Card-dense text has thousands of PANs, and a check each costs more than all of them at once. Each number
+    is right-aligned in 20 bytes (leading zeros change no Luhn sum), so the digits Luhn doubles sit at even
+    offsets of every block and the others at odd ones. Their values (doubled, with the digits of the double
+    summed, or as they are) are added up as two big integers, a byte per digit pair (at most 18), and a
+    multiplication by 1 + 256 + ... + 256**9 sums each block's 10 bytes into its last one (at most 180, so
+    no carry reaches the next block)."""
+    blocks = b"".join([number.rjust(20, b"0") for number in numbers])
+    as_is = blocks[1::2].translate(_LUHN_AS_IS)
+    doubled = blocks[0::2].translate(_LUHN_DOUBLED)
+    total = int.from_bytes(as_is, "little") + int.from_bytes(doubled, "little")
+    sums = (total * _LUHN_BLOCK).to_bytes(len(as_is) + 10, "little")[9 : len(as_is) : 10]
+    return sums.translate(_LUHN_PASSES)
 
 
 def is_pan(digits: str) -> bool:
@@ -189,7 +227,7 @@ class _AsciiDigits(dict[int, int]):
 _TO_ASCII = _AsciiDigits()
 
 
-# --- step 1: runs -----------------------------------------------------------------------------------
+# --- step 1: the images -----------------------------------------------------------------------------
 
 # Characters above U+00FF that str.lower() maps to ASCII letters, and whitespace above U+00FF: where a text
 # has one, its Latin-1 image (with "?" for them) would not match the keyword regexes as the text does.
@@ -201,12 +239,38 @@ _WIDE_SPACES = (
 _IMAGE_UNSAFE = re.compile("[" + _LOWER_TO_ASCII + _WIDE_SPACES + "]")
 _LATIN1_SEPS = "".join(sorted(c for c in _SEP_CHARS if "\x80" <= c <= "\xff"))
 
+# The run image: "0" for a character that can be part of a chain, "x" for any other. %XX and &...;
+# separators are written as "0"s first (_zeros).
+_RUN_TABLES = {
+    u: bytes(ord("0") if chr(c) in "0123456789 .-+" or (u and chr(c) in "?" + _LATIN1_SEPS) else ord("x")
+             for c in range(256))
+    for u in (False, True)
+}  # fmt: skip
+_LONG_RUN = b"0" * MIN_LENGTH
+
+
+def _key_table() -> bytes:
+    # "0": a digit; the ASCII separators as they are; and for the neighbours of a run, what the rules of
+    # step 2 ask about them: a: a-f but d, A: A-F but D, d and D (hex letters that may follow a track's
+    # PAN), U: G-Z (what, with A-F and digits, may come before an IBAN's digits), =: "=" or "^" (may follow
+    # a track's PAN), %: "%" (may end a %XX escape before the run), x: anything else. A run with any of
+    # these but "0" and the separators in it is read in loose mode.
+    table = bytearray(b"x" * 256)
+    for chars, key in (("0123456789", "0"), ("abcef", "a"), ("ABCEF", "A"), ("GHIJKLMNOPQRSTUVWXYZ", "U"),
+                       ("=^", "="), ("%", "%"), ("dD .-+", "")):  # fmt: skip
+        for c in chars:
+            table[ord(c)] = ord(key or c)
+    return bytes(table)
+
+
+_KEY_TABLE = _key_table()
+
 
 def _class_table(uni_seps: bool, html: bool) -> bytes:
-    # B: a digit a brand's prefix can start with, d: any other digit, space: a separator, P: "%" (a %XX
-    # escape can separate groups or stand before one), A: "&" when the text has &nbsp;-style separators,
-    # x: anything else. When the text has non-ASCII separators, the Latin-1 ones and "?" (which stands for
-    # every character above U+00FF) are separators.
+    # B: a digit a brand's prefix can start with, d: any other digit, space: a separator,
+    # P: "%" (a %XX escape can separate groups or stand before one), A: "&" when the text has &nbsp;-style
+    # separators, x: anything else. When the text has non-ASCII separators, the Latin-1 ones and "?" (which
+    # stands for every character above U+00FF) are separators.
     table = bytearray(b"x" * 256)
     for c in b"0123456789":
         table[c] = ord("B") if chr(c) in _FIRST_SET else ord("d")
@@ -222,32 +286,23 @@ def _class_table(uni_seps: bool, html: bool) -> bytes:
 
 
 _CLASS_TABLES = {(u, h): _class_table(u, h) for u in (False, True) for h in (False, True)}
-# The run image: "0" for a character that can be part of a chain, "x" for any other. %XX and &...;
-# separators are written as "0"s first (_zeros).
-_RUN_TABLES = {
-    u: bytes(ord("0") if chr(c) in "0123456789 .-+" or (u and chr(c) in "?" + _LATIN1_SEPS) else ord("x")
-             for c in range(256))
-    for u in (False, True)
-}  # fmt: skip
-_LONG_RUN = b"0" * MIN_LENGTH
-_ASCII_BYTES = bytes(range(128))
-_DIGIT_BYTES = b"0123456789"
-_ASCII_SEPS = b" .-+"
-_ODD_TABLE = bytes(ord("0") if chr(c) in "0123456789 .-+" else ord("1") for c in range(256))
-_TRACK_NEXT_BYTES = frozenset((b"=", b"^", b"D", b"d"))
-_B = ord("B")
-_SPACE = ord(" ")
-
-# Where chains may start inside a run that is not one chain as it stands. Exact mode (no "%", no
-# &nbsp;-style separator and no non-ASCII separator in the run): the classes follow the exact chain regex
-# character for character, so a match IS a chain, greedy to its end. Loose mode: any separator character,
-# any %XX escape and any short &...; entity separate groups too, and the exact regex finds where each
-# chain ends. (A lookahead of single-character repeats rejects short numbers before anything else is
-# tried; a chain with fewer than 12 digits can pass it, and the PAN rules drop it.)
+# The chains of a run of digits and ASCII separators that is not one chain as it stands: the classes follow
+# the exact chain regex character for character, so a match IS a chain, greedy to its end.
 _EXACT_CANDIDATE = re.compile(rb"B(?<![Bd]B)[Bd]{3}(?=[Bd ]{8})[Bd]*(?: [Bd]+)*")
+# Where chains may start in a run read in loose mode: any separator character, any %XX escape and any
+# short &...; entity separate groups, and the exact chain regex finds where each chain ends. (A lookahead of
+# single-character repeats rejects short numbers before anything else is tried; a chain with fewer than 12
+# digits can pass it, and the PAN rules drop it.)
 _LOOSE_CANDIDATE = re.compile(rb"B(?:(?<![Bd]B)|(?<=P..B))[Bd]{3}(?:(?: ?|P..|A.{4,5})[Bd]){8}")
 _HTML_SEPS = re.compile(rb"&(?:nbsp|#160|#[xX][aA]0|#32|#[xX]20);")
 _ESCAPED_SEP = re.compile(rb"%2[0BbDdEe]")
+_ASCII_BYTES = bytes(range(128))
+_DIGIT_BYTES = b"0123456789"
+_DIGIT = re.compile(rb"[0-9]")
+_BRAND_DIGIT = re.compile(b"[" + _FIRST_DIGITS.encode() + b"]")
+_FIRST_BYTES = frozenset(_FIRST_DIGITS.encode())
+_ASCII_SEPS = b" .-+"
+_SEPS_TO_SPACE = bytes.maketrans(b".-+", b"   ")
 
 
 def _zeros(m: re.Match[bytes]) -> bytes:
@@ -255,35 +310,40 @@ def _zeros(m: re.Match[bytes]) -> bytes:
 
 
 class _Hot:
-    """Where chains may be, from step 1 over one text."""
+    """Step 1 over one text: its images, and which way step 2 reads it."""
 
-    __slots__ = ("exact", "has_digits", "image", "spans", "uni_seps")
+    __slots__ = ("exact", "has_digits", "html", "image", "keys", "raw", "runs", "uni_seps")
 
     def __init__(
         self,
-        spans: list[tuple[int, int, bool]] | None,
+        runs: bytes | None,
         exact: bool,
         uni_seps: bool,
         has_digits: bool,
         image: bytes | None = None,
+        raw: bytes = b"",
+        keys: bytes = b"",
+        html: bool = False,
     ) -> None:
-        # (start, end, exact) of candidate chains; None: the exact Unicode regex over it all. An exact span
-        # is a chain; of the others only the start counts, and the exact chain regex finds the end.
-        self.spans = spans
+        # The run image + "x"; b"" when no PAN can be in the text, None: the exact Unicode regex over it all.
+        self.runs = runs
         self.exact = exact  # the text has no %XX escape, &nbsp;-style separator or non-ASCII separator
         self.uni_seps = uni_seps  # the text has non-ASCII separators
+        self.html = html  # the text has &nbsp;-style separators
         self.has_digits = has_digits  # no digits, no keyword values either
         self.image = image  # one byte per character that, lowered, the keyword regexes read like the text
+        self.raw = raw  # the text, one byte per character (Latin-1, "?" above U+00FF)
+        self.keys = keys  # "xxx" + the key image + "x"
 
 
 _UNICODE_PATH = _Hot(None, False, True, True)
-_NO_DIGITS = _Hot([], True, False, False)  # fewer than 3 digits: no PAN, no CVV, no PIN
-_FEW_DIGITS = _Hot([], True, False, True)  # fewer than 12 digits: no PAN, but maybe a CVV or PIN
-_PROBE = 4096
+_NO_DIGITS = _Hot(b"", True, False, False)  # fewer than 3 digits: no PAN, no CVV, no PIN
+_FEW_DIGITS = _Hot(b"", True, False, True)  # fewer than 12 digits: no PAN, but maybe a CVV or PIN
+_PROBE = 1024
 
 
-def _hot(text: str, first: bool = False) -> _Hot:
-    """Step 1 over `text`; with `first`, it may stop at the first run with a candidate."""
+def _hot(text: str) -> _Hot:
+    """Step 1 over `text`: its images."""
     uni_seps = False
     plain = True  # the image, lowered, reads like the lowered text to the keyword regexes
     if text.isascii():
@@ -302,60 +362,20 @@ def _hot(text: str, first: bool = False) -> _Hot:
             return _UNICODE_PATH
         uni_seps = _NON_ASCII_SEP.search(others) is not None
         plain = _IMAGE_UNSAFE.search(others) is None
-    html = b"&" in raw and _HTML_SEPS.search(raw) is not None
-    classes = b"x" + raw.translate(_CLASS_TABLES[uni_seps, html])
     image = raw if plain else None
-    if b"B" not in classes:
-        return _Hot([], True, uni_seps, b"d" in classes, image)
-    exact = not uni_seps and not html and b"P" not in classes
+    if _BRAND_DIGIT.search(raw) is None:
+        return _Hot(b"", True, uni_seps, _DIGIT.search(raw) is not None, image)
+    html = b"&" in raw and _HTML_SEPS.search(raw) is not None
+    escapes = b"%" in raw and _ESCAPED_SEP.search(raw) is not None
     chars = raw
-    if b"P" in classes:
+    if escapes:
         chars = _ESCAPED_SEP.sub(_zeros, chars)
     if html:
         chars = _HTML_SEPS.sub(_zeros, chars)
-    runs = chars.translate(_RUN_TABLES[uni_seps])
-    odd = b"" if exact else raw.translate(_ODD_TABLE)  # "1": any character but a digit or ASCII separator
-    find = runs.find
-    size = len(runs)
-    spans: list[tuple[int, int, bool]] = []
-    pos = 0
-    while (i := find(_LONG_RUN, pos)) >= 0 and not (first and spans):
-        pos = find(b"x", i + MIN_LENGTH)
-        if pos < 0:
-            pos = size
-        seps = classes.count(b" ", i + 1, pos + 1)
-        if pos - i - seps < MIN_LENGTH:
-            continue  # dates, times, phone numbers: fewer than 12 digits
-        # A run of digits and ASCII separators only, not right after a %XX escape, reads the same in both
-        # modes: in any text it gets the exact mode's handling.
-        plain = exact or (odd.find(b"1", i, pos) < 0 and classes.find(b"P", max(0, i - 2), i + 1) < 0)
-        if not plain:
-            found = _LOOSE_CANDIDATE.finditer(classes, i + 1, pos + 1)
-            spans += [(m.start() - 1, m.end() - 1, False) for m in found]  # -1: classes has an extra "x"
-            continue
-        if not seps:
-            # One run of digits (ids, timestamps, cards): a chain if the first is a "B"; with more than 19
-            # digits it holds no PAN, but may start a track.
-            if classes[i + 1] == _B and (pos - i <= MAX_LENGTH or raw[pos : pos + 1] in _TRACK_NEXT_BYTES):
-                spans.append((i, pos, True))
-            continue
-        # Digit groups with single separators, the first of 4 or more digits from a "B", between at most two
-        # separators on either side (a card in a table cell, an id at the end of a sentence), are one chain.
-        start = i + (classes[i + 1] == _SPACE)
-        start += classes[start + 1] == _SPACE
-        end = pos - (classes[pos] == _SPACE)
-        end -= classes[end] == _SPACE
-        if (
-            classes[start + 1] == _B
-            and classes[end] != _SPACE
-            and classes.find(b" ", start + 1, start + 5) < 0
-            and classes.find(b"  ", start + 1, end + 1) < 0
-        ):
-            spans.append((start, end, True))
-        else:
-            found = _EXACT_CANDIDATE.finditer(classes, i + 1, pos + 1)
-            spans += [(m.start() - 1, m.end() - 1, True) for m in found]
-    return _Hot(spans, exact, uni_seps, True, image)
+    runs = b"".join((chars.translate(_RUN_TABLES[uni_seps]), b"x"))
+    keys = b"".join((b"xxx", raw.translate(_KEY_TABLE), b"x"))
+    exact = not uni_seps and not html and b"%" not in raw
+    return _Hot(runs, exact, uni_seps, True, image, raw, keys, html)
 
 
 # --- step 2: chains, PANs and tracks ----------------------------------------------------------------
@@ -627,87 +647,244 @@ def _chain(text: str, s: int, e: int, ascii_text: bool, out: list[Finding]) -> i
     return e
 
 
-def _scan_chains(text: str, hot: _Hot, out: list[Finding]) -> None:
-    spans = hot.spans
-    if spans is None:
+# What a run's key says, worked out by _work_out_read: (start, end, digits, how). For a run that is one
+# chain as it stands, `start` and `end` are where the chain starts and ends, counted from the start and the
+# end of the run, `digits` its number of digits, and `how` is _CHAIN with any of the flags after it.
+_SKIP, _LOOSE, _CANDIDATES = 0, -1, -2  # no PAN can be in the run; loose mode; _read_candidates
+_CHAIN, _CONTIGUOUS, _QUIET, _SLOW = 1, 2, 4, 8
+# _CONTIGUOUS: the chain is one group of digits. _QUIET: if it is a PAN as a whole, no rule that looks at
+# its neighbours can apply. _SLOW: a track may follow it, it may be a phone number, or it is no PAN in
+# groups as a whole (its first group has 12 digits or more, or it is a decimal number): _chain reads it.
+_Read = tuple[int, int, int, int]
+_READS: dict[bytes, _Read] = {}
+_READS_KEPT = 8192  # keys remembered, of at most _KEY_KEPT bytes
+_KEY_KEPT = 64
+_ONE_CHAIN = re.compile(rb"[ .+\-]{0,2}(0000+(?:[ .+\-]0+)*)[ .+\-]{0,2}")
+# A group of 4 digits or more, not right after a digit, that 12 digits or more start: as the chain regex
+# starts a chain (but for the brand's digit).
+_CHAIN_START = re.compile(rb"0(?<!00)000(?=(?:[ .+\-]?0){8})")
+_CONTEXT_PREV_KEYS = frozenset(b"0aAdDU .-+")  # _CONTEXT_PREV, _CONTEXT_NEXT, _IBAN_BEFORE and
+_CONTEXT_NEXT_KEYS = frozenset(b"0aAdD-")  # _TRACK_NEXT in the key image
+_IBAN_BEFORE_KEYS = frozenset(b"0ADU")
+_TRACK_NEXT_KEYS = frozenset(b"=dD")
+_SEP_KEYS = frozenset(_ASCII_SEPS)
+
+
+def _how_to_read(key: bytes) -> _Read:
+    read = _work_out_read(key)
+    if len(key) <= _KEY_KEPT and len(_READS) < _READS_KEPT:
+        _READS[key] = read
+    return read
+
+
+def _work_out_read(key: bytes) -> _Read:
+    run = key[3:-1]
+    if run.translate(None, b"0 .-+") or b"%" in key[:3]:
+        # Other characters than digits and ASCII separators, or right after a %XX escape (possible only in
+        # a text with %XX escapes, &nbsp;-style or non-ASCII separators): loose mode, unless the digits and
+        # those characters are fewer than 12.
+        return (0, 0, 0, _LOOSE if len(run.translate(None, _ASCII_SEPS)) >= MIN_LENGTH else _SKIP)
+    n = run.count(b"0")
+    if n < MIN_LENGTH:
+        return (0, 0, 0, _SKIP)  # dates, times, phone numbers: fewer than 12 digits
+    # Digit groups with single separators, the first of 4 or more digits, between at most two separators
+    # on either side (a card in a table cell, an id at the end of a sentence), are one chain.
+    m = _ONE_CHAIN.fullmatch(run)
+    if m is None:
+        # Any other run is read chain by chain, if a chain of 12 digits or more can start in it.
+        return (0, 0, 0, _CANDIDATES if _CHAIN_START.search(run) else _SKIP)
+    chain = m[1]
+    start, end = m.start(1), m.end(1)
+    contiguous = chain.isdigit()
+    prev, before, nxt = key[2 + start], key[1 + start], key[3 + end]
+    track = nxt in _TRACK_NEXT_KEYS
+    if contiguous and n > MAX_LENGTH and not track:
+        return (0, 0, 0, _SKIP)  # an id: more than 19 digits hold no PAN
+    how = _CHAIN
+    if contiguous:
+        how |= _CONTIGUOUS
+    elif chain[:MIN_LENGTH].isdigit() or (len(chain) - n == 1 and b"." in chain):
+        how |= _SLOW  # the first group has 12 digits or more; two groups joined by a dot: a decimal number
+    if track or (prev in _SEP_KEYS and (prev == ord("+") or before == ord("0"))):
+        how |= _SLOW  # a track; a phone number, a decimal number (only for a chain inside a run)
+    quiet = nxt not in _CONTEXT_NEXT_KEYS and (
+        prev not in _CONTEXT_PREV_KEYS or (prev == ord(" ") and before not in _IBAN_BEFORE_KEYS)
+    )
+    if quiet and (n > 13 or not contiguous):  # 12 or 13 digits may be a GS1 barcode
+        how |= _QUIET
+    return (start, end - len(run), n, how)
+
+
+def _scan_chains(text: str, hot: _Hot, out: list[Finding], first: bool = False) -> None:
+    """Step 2: the chains of `text` read, left to right, findings to `out` (empty before, sorted after);
+    with `first`, it may stop at the first finding."""
+    runs = hot.runs
+    if runs is None:
         pos = 0
         search = _CHAIN_UNI.search
-        while (m := search(text, pos)) is not None:
+        while (m := search(text, pos)) is not None and not (first and out):
             pos = _chain_at(text, m.start(), _CHAIN_UNI, False, out)
         return
+    raw, keys = hot.raw, hot.keys
     regex = _CHAIN_UNI if hot.uni_seps else _CHAIN_ASCII
-    len4 = _LEN4_BYTES.get
+    len4 = _LEN4_BYTES
+    read_of = _READS.get
     append = out.append
-    done = 0
-    for s, e, exact in spans:
-        if not exact:
-            if e <= done:
-                continue
-            p = s
-            if p < done:
-                # The candidate starts inside the chain (or track) before it, which may have taken the start
-                # of another: the next chain starts after that one ends, as in the Unicode path.
-                m = regex.search(text, done, min(len(text), e + 128))
-                if m is None:
-                    continue
-                p = m.start()
-            end = _chain_at(text, p, regex, True, out)
-            if not end:
-                # The hot regex is a superset of the exact one: a group may start a little further on (its
-                # own hot match, if any, was taken by this one's).
-                m = regex.search(text, p + 1, min(len(text), p + 128))
-                end = 0 if m is None else _chain_at(text, m.start(), regex, True, out)
-            done = max(done, end)
+    find = runs.find
+    done = 0  # where the last chain or track ended: the next chain starts there or after
+    quiet_starts: list[int] = []
+    quiet_ends: list[int] = []
+    quiet_digits: list[bytes] = []
+    pos = 0
+    while (i := find(_LONG_RUN, pos)) >= 0 and not (first and out):
+        pos = find(b"x", i + MIN_LENGTH)  # the run image ends with an "x"
+        key = keys[i : pos + 4]
+        s, e, n, how = read_of(key) or _how_to_read(key)
+        if how <= 0:
+            if how == _CANDIDATES:
+                done = _read_candidates(text, hot, i, pos, regex, done, out)
+            elif how == _LOOSE:
+                done = _read_loose(text, hot, i, pos, regex, done, out)
             continue
-        if s < done:
-            # The chain starts inside the track before it: what follows the track may start another.
-            m = regex.search(text, done, e) if e > done else None
-            if m is not None:
-                done = max(done, _chain_at(text, m.start(), regex, True, out))
+        s += i
+        e += pos
+        if how & _SLOW or s < done:
+            if raw[s] in _FIRST_BYTES:  # a chain starts with a brand's digit
+                done = _read_exact(text, hot, s, e, regex, done, out)
+            elif not how & _CONTIGUOUS:
+                done = _read_candidates(text, hot, i, pos, regex, done, out)
             continue
-        # Most chains are one run of digits (ids in text without card data, cards in card-dense text) or
-        # one PAN in groups: both are settled here with _chain's rules for them (prefix, length and Luhn
-        # first, the context only for a PAN). Tracks, chains after "+" or a decimal point, and groups that
-        # are not one PAN as a whole go through _chain.
-        done = e
-        nxt = text[e : e + 1]
-        if nxt in _TRACK_NEXT:
-            done = _chain(text, s, e, True, out)
-            continue
-        chunk = text[s:e]
-        contiguous = chunk.isdecimal()
-        raw = chunk.encode() if contiguous else chunk.encode().translate(None, _ASCII_SEPS)
-        n = len(raw)
-        mask = len4(raw[:4], 0) if n <= MAX_LENGTH else 0
+        # Prefix and length, then Luhn (as _luhn_ok computes it), settle most chains.
+        digits = raw[s:e] if how & _CONTIGUOUS else raw[s:e].translate(None, _ASCII_SEPS)
+        mask = len4[digits[:4]]
         if mask & 1:
-            mask |= _LEN6_BYTES.get(raw[:6], 0)
-        # Prefix and length, then Luhn (as _luhn computes it).
-        if not (mask >> n) & 1 or (sum(raw[-1::-2]) + sum(raw[-2::-2].translate(_DOUBLE)) - 48 * n) % 10:
-            if not contiguous:
+            mask |= _LEN6_BYTES.get(digits[:6], 0)
+        if (mask >> n) & 1:
+            if how & _QUIET and not first:
+                # A PAN if it passes Luhn, which _settle checks for all of these at once.
+                quiet_starts.append(s)
+                quiet_ends.append(e)
+                quiet_digits.append(digits)
+                continue
+            if not (sum(digits[-1::-2]) + sum(digits[-2::-2].translate(_DOUBLE)) - 48 * n) % 10:
+                # A PAN as a whole: unless no rule can apply, the rules that look at its neighbours decide.
+                pan = digits.decode()
+                if how & _QUIET or _pan_context_ok(text, s, e, pan, how & _CONTIGUOUS != 0):
+                    append(_new_tuple(Finding, (s, e, "pan", pan)))
+                elif not how & _CONTIGUOUS:
+                    _chain(text, s, e, True, out)
+                continue
+        if not how & _CONTIGUOUS:  # a PAN may still be in some of the groups
+            if raw[s] not in _FIRST_BYTES:
+                done = _read_candidates(text, hot, i, pos, regex, done, out)
+            elif _may_hold_pan(text, s, e):
+                _chain(text, s, e, True, out)
+    if quiet_digits:
+        _settle(text, quiet_starts, quiet_ends, quiet_digits, out)
+
+
+def _settle(text: str, starts: list[int], ends: list[int], numbers: list[bytes], out: list[Finding]) -> None:
+    """Findings in the chains text[start:end] that are PANs if their digits, `numbers`, pass Luhn: checked
+    all at once, they go to `out`, which is sorted again (they are no tracks: `done` never mattered)."""
+    passed = _luhn_many(numbers)
+    mixed = bool(out)
+    pans = zip(starts, ends, itertools.repeat("pan"), map(bytes.decode, numbers))
+    out.extend(map(_pan_finding, itertools.compress(pans, passed)))
+    if passed.count(0):
+        failed = itertools.compress(zip(starts, ends, numbers, strict=True), map(operator.not_, passed))
+        for s, e, digits in failed:
+            if e - s != len(digits) and _may_hold_pan(text, s, e):
+                mixed = True
                 _chain(text, s, e, True, out)  # a PAN may still be in some of the groups
+    if mixed:
+        out.sort()
+
+
+def _read_candidates(
+    text: str, hot: _Hot, i: int, pos: int, regex: re.Pattern[str], done: int, out: list[Finding]
+) -> int:
+    """Findings in the run text[i:pos] of digits and ASCII separators that is not one chain as it stands,
+    or whose chain does not start with a brand's digit; returns where the last chain or track ends."""
+    for m in _EXACT_CANDIDATE.finditer(hot.raw[i:pos].translate(_CLASS_TABLES[False, False])):
+        done = _read_exact(text, hot, i + m.start(), i + m.end(), regex, done, out)
+    return done
+
+
+def _read_exact(
+    text: str, hot: _Hot, s: int, e: int, regex: re.Pattern[str], done: int, out: list[Finding]
+) -> int:
+    """Findings in the chain text[s:e] of a run of digits and ASCII separators, starting with a brand's
+    digit; returns where it ends. The chain's key (as if it were a run) says how to read it."""
+    if s < done:
+        # The chain starts inside the track before it: what follows the track may start another.
+        m = regex.search(text, done, e) if e > done else None
+        return done if m is None else max(done, _chain_at(text, m.start(), regex, True, out))
+    key = hot.keys[s : e + 4]
+    how = (_READS.get(key) or _how_to_read(key))[3]
+    if how <= 0:
+        return e  # fewer than 12 digits, or more than 19 in a row
+    if how & _SLOW:
+        if text[e : e + 1] in _TRACK_NEXT or _may_hold_pan(text, s, e):
+            return _chain(text, s, e, True, out)
+        return e
+    pan = hot.raw[s:e].translate(None, _ASCII_SEPS).decode()
+    if not is_pan(pan):
+        if not how & _CONTIGUOUS and _may_hold_pan(text, s, e):
+            _chain(text, s, e, True, out)  # a PAN may still be in some of the groups
+    elif how & _QUIET:
+        out.append(_new_tuple(Finding, (s, e, "pan", pan)))
+    else:
+        _chain(text, s, e, True, out)  # the rules that look at the neighbours decide
+    return e
+
+
+def _may_hold_pan(text: str, s: int, e: int) -> bool:
+    """Whether digit groups of the chain text[s:e] (ASCII digits, single ASCII separators), one after the
+    other from a group of 4 or more, pass is_pan: if none do, _chain finds no PAN in it."""
+    groups = text[s:e].encode().translate(_SEPS_TO_SPACE).split(b" ")
+    digits = b"".join(groups)
+    ends = list(itertools.accumulate(map(len, groups)))
+    start = 0
+    for k, end in enumerate(ends):
+        if end - start >= 4 and (mask := _LEN4_BYTES[digits[start : start + 4]]):
+            if mask & 1:
+                mask |= _LEN6_BYTES.get(digits[start : start + 6], 0)
+            j = k
+            while j < len(ends) and (n := ends[j] - start) <= MAX_LENGTH:
+                if (mask >> n) & 1 and _luhn_ok(digits[start : ends[j]]):
+                    return True
+                j += 1
+        start = end
+    return False
+
+
+def _read_loose(
+    text: str, hot: _Hot, i: int, pos: int, regex: re.Pattern[str], done: int, out: list[Finding]
+) -> int:
+    """Findings in a run with %XX escapes, &nbsp;-style or non-ASCII separators; returns where the last
+    chain or track ends."""
+    base = max(0, i - 3)  # the candidate regex looks back at most 3 characters
+    classes = hot.raw[base:pos].translate(_CLASS_TABLES[hot.uni_seps, hot.html])
+    for c in _LOOSE_CANDIDATE.finditer(classes, i - base, pos - base):
+        s, e = base + c.start(), base + c.end()
+        if e <= done:
             continue
-        prev = text[s - 1] if s else ""
-        before = text[s - 2 : s - 1] if s > 1 else ""
-        if prev in _SEP_CHARS and (prev == "+" or before.isdecimal()):
-            _chain(text, s, e, True, out)  # the phone number and decimal number rules
-            continue
-        # No exclusion can apply (as _pan_context_ok would find, slower) with these neighbours.
-        quiet = nxt not in _CONTEXT_NEXT and (
-            prev not in _CONTEXT_PREV or (prev == " " and before not in _IBAN_BEFORE)
-        )
-        if contiguous:
-            if (n > 13 and quiet) or _pan_context_ok(text, s, e, chunk, True):
-                append(_finding(s, e, "pan", chunk))
-            continue
-        digits = raw.decode()
-        if (
-            not chunk[:MIN_LENGTH].isdecimal()  # the first group has fewer than 12 digits
-            and not (len(chunk) - n == 1 and "." in chunk)  # not a decimal number
-            and (quiet or _pan_context_ok(text, s, e, digits, False))
-        ):
-            append(_finding(s, e, "pan", digits))
-        else:
-            _chain(text, s, e, True, out)
+        p = s
+        if p < done:
+            # The candidate starts inside the chain (or track) before it, which may have taken the start of
+            # another: the next chain starts after that one ends, as in the Unicode path.
+            m = regex.search(text, done, min(len(text), e + 128))
+            if m is None:
+                continue
+            p = m.start()
+        end = _chain_at(text, p, regex, True, out)
+        if not end:
+            # The candidate regex is a superset of the exact one: a group may start a little further on (its
+            # own candidate, if any, was taken by this one's).
+            m = regex.search(text, p + 1, min(len(text), p + 128))
+            end = 0 if m is None else _chain_at(text, m.start(), regex, True, out)
+        done = max(done, end)
+    return done
 
 
 def _chain_at(text: str, p: int, regex: re.Pattern[str], ascii_digits: bool, out: list[Finding]) -> int:
@@ -957,20 +1134,24 @@ def _read_alone(joined: str) -> list[re.Match[str]]:
 
 
 def may_contain(text: str) -> bool:
-    """Cheap, conservative pre-filter: False guarantees `scan(text) == []`."""
+    """Pre-filter: False guarantees `scan(text) == []`. It stops at the first finding (on text without card
+    data it costs what a scan does), and says True for any \\u-escaped digit without a look."""
     if "\\" in text and _ESCAPED_DIGIT.search(text):
         return True
-    # A candidate in the first few KiB of a long text settles it without a pass over the rest (a candidate
-    # in a prefix is one in the whole text too, where the mode can only be looser).
-    if len(text) > _PROBE and _hot(text[:_PROBE], first=True).spans:
+    # A finding in the first KiB of a long text settles it without a pass over the rest (it may not be one
+    # in the whole text, where the digits may run on: the answer is then a harmless "maybe").
+    if len(text) > _PROBE and _chains_in(text[:_PROBE]):
         return True
-    hot = _hot(text, first=True)
-    if hot.spans is None:
-        if _CHAIN_UNI.search(text):
-            return True
-    elif hot.spans:
+    hot = _hot(text)
+    if _chains_in(text, hot):
         return True
     return hot.has_digits and _any_keyword(text, _lowered(text, hot))
+
+
+def _chains_in(text: str, hot: _Hot | None = None) -> bool:
+    found: list[Finding] = []
+    _scan_chains(text, _hot(text) if hot is None else hot, found, first=True)
+    return bool(found)
 
 
 # --- JSON keys --------------------------------------------------------------------------------------

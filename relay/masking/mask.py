@@ -14,7 +14,7 @@ from typing import Any
 
 from relay.jsonrpc import Message
 from relay.masking.detect import Finding, may_contain, scan, scan_many, sensitive_key
-from relay.masking.modes import PanMode, mask_pan, redact_sad
+from relay.masking.modes import PanMode, mask_pan, mask_pans_last4, redact_sad
 
 # Protocol fields that identify messages rather than carry data: masking them would break correlation.
 _TOP_SKIP = frozenset({"jsonrpc", "id", "method"})
@@ -213,24 +213,34 @@ class Masker:
         self, text: str, findings: list[Finding], pointer: str, actions: dict[tuple[str, str], int]
     ) -> str:
         if findings:
-            parts: list[str] = []
-            append = parts.append
-            last = 0
-            mode, key = self.policy.pan_mode, self.policy.token_key
-            for start, end, kind, digits in findings:
-                append(text[last:start])
-                append(mask_pan(text[start:end], digits, mode, key) if kind == "pan" else redact_sad(kind))
-                last = end
-            append(text[last:])
-            text = "".join(parts)
-            kinds = [f.kind for f in findings]
-            for kind in dict.fromkeys(kinds):  # in the order first found, as the report lists them
-                _count(actions, kind, pointer, kinds.count(kind))
+            mode = self.policy.pan_mode
+            # Card-dense text: all PANs at once, when they are written plainly (see mask_pans_last4).
+            masked = mask_pans_last4(text, findings) if mode == "last4" else None
+            if masked is None:
+                masked = _masked_one_by_one(text, findings, mode, self.policy.token_key)
+                kinds = [f.kind for f in findings]
+                for kind in dict.fromkeys(kinds):  # in the order first found, as the report lists them
+                    _count(actions, kind, pointer, kinds.count(kind))
+            else:
+                _count(actions, "pan", pointer, len(findings))  # all of them PANs
+            text = masked
         for name, replace, pattern in self._pattern_rules:
             text, n = pattern.subn(replace, text)
             if n:
                 _count(actions, name, pointer, n)
         return text
+
+
+def _masked_one_by_one(text: str, findings: list[Finding], mode: PanMode, key: bytes | None) -> str:
+    parts: list[str] = []
+    append = parts.append
+    last = 0
+    for start, end, kind, digits in findings:
+        append(text[last:start])
+        append(mask_pan(text[start:end], digits, mode, key) if kind == "pan" else redact_sad(kind))
+        last = end
+    append(text[last:])
+    return "".join(parts)
 
 
 # _key_action's answers besides a SAD kind or a rule.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 PanMode = Literal["last4", "bin_last4", "token", "redact"]
@@ -31,6 +32,7 @@ def _keep_digits(original: str, keep: set[int]) -> str:
 _STARS = str.maketrans("0123456789", "*" * 10)
 _STAR_BYTES = bytes.maketrans(b"0123456789", b"*" * 10)
 _SIX_DIGITS = re.compile(r"(?:[^0-9]*[0-9]){6}")
+_FOUR_DIGITS = re.compile(r"(?:\D*\d){4}")  # over a span reversed: its last four digits
 
 
 def _plain(original: str, count: int) -> bytes | None:
@@ -72,6 +74,46 @@ def mask_pan(original: str, digits: str, mode: PanMode, key: bytes | None = None
             raise ValueError("token mode needs a key")
         return f"[card ****{digits[-4:]} tok_{pan_token(digits, key)}]"
     return "[PAN REDACTED]"
+
+
+def mask_pans_last4(text: str, found: Sequence[tuple[int, int, str, str]]) -> str | None:
+    """`text` with each PAN of `found` (start, end, kind, digits) masked as mask_pan(..., "last4") masks it,
+    all at once (card-dense text has thousands); None unless each is a PAN written with ASCII digits and
+    separators that hold no digit (the caller then masks them one by one)."""
+    if not found:
+        return text
+    # Each PAN as a head, every digit of which is starred below, and a tail of its last four digits, kept.
+    parts: list[str] = []
+    append = parts.append
+    last = 0
+    starred = 0  # digits in the heads
+    for start, end, kind, digits in found:
+        if kind != "pan":
+            return None
+        append(text[last:start])
+        cut = end - 4
+        if not text[cut:end].isdecimal():
+            # The last group has fewer than 4 digits: the tail reaches back into the groups before it.
+            m = _FOUR_DIGITS.match(text[start:end][::-1])
+            if m is None:
+                return None
+            cut = end - m.end()
+        append(text[start:cut])
+        append(text[cut:end])
+        starred += len(digits) - 4
+        last = end
+    append(text[last:])
+    heads = "\n".join(parts[1::3])  # no PAN's span holds a newline
+    if not heads.isascii():
+        return None
+    heads = heads.translate(_STARS)
+    # As many digits starred as the PANs have but their last four: no head holds other digits (a %20, or
+    # the first group of a merged candidate).
+    starred_heads = heads.split("\n")
+    if heads.count("*") != starred or len(starred_heads) != len(found):
+        return None
+    parts[1::3] = starred_heads
+    return "".join(parts)
 
 
 def redact_sad(kind: str) -> str:

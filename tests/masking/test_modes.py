@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.masking.modes import mask_pan, pan_token, redact_sad
+from relay.masking.detect import scan
+from relay.masking.modes import mask_pan, mask_pans_last4, pan_token, redact_sad
+from tests.masking.corpus import generated_pans, grouped
 
 
 def test_last4_keeps_length_and_separators() -> None:
@@ -56,3 +58,38 @@ def test_last4_and_bin_last4_star_every_digit_but_the_shown_ones(digits: str, se
     count = len(digits)
     assert mask_pan(original, digits, "last4") == _stars_except(original, set(range(count - 4, count)))
     assert mask_pan(original, digits, "bin_last4") == _stars_except(original, {*range(6), *range(count - 4, count)})
+
+
+_FILLER = st.text(st.sampled_from("ab |,;:\n\u00e9\u4e00"), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cards=st.lists(st.tuples(st.sampled_from(sorted(set(generated_pans()))), st.lists(st.integers(1, 6)),
+                                st.sampled_from([" ", "-", ".", "+"]), _FILLER), min_size=1, max_size=8))  # fmt: skip
+def test_pans_masked_all_at_once_as_one_by_one(cards: list[tuple[str, list[int], str, str]]) -> None:
+    text = "".join(f"{filler}{grouped(pan, [4, *sizes], sep)}" for pan, sizes, sep, filler in cards) + " end"
+    found = scan(text)
+    one_by_one, last = [], 0
+    for start, end, kind, digits in found:
+        one_by_one += [text[last:start], mask_pan(text[start:end], digits, "last4") if kind == "pan" else "?"]
+        last = end
+    expected = "".join([*one_by_one, text[last:]])
+    masked = mask_pans_last4(text, found)
+    assert masked in (expected, None)
+    # Masked all at once unless a finding is no PAN or its span holds other digits (a merged candidate).
+    plain = all(f.kind == "pan" and sum(map(str.isdecimal, text[f.start : f.end])) == len(f.digits)
+                for f in found)  # fmt: skip
+    assert (masked is not None) == plain
+
+
+def test_pans_are_masked_one_by_one_when_a_span_holds_other_digits() -> None:
+    for text, digits in [
+        ("card 4111%201111%201111%201111 ok", "4111111111111111"),  # %20 holds digits
+        ("card 4111&#160;1111&#160;1111&#160;1111", "4111111111111111"),
+        ("ids 3000 4111 1111 1111 1111 ok", "4111111111111111"),  # a merged candidate
+        ("card \u0664\u0661\u0661\u0661111111111111", "4111111111111111"),  # Arabic-Indic digits in the head
+    ]:
+        [f] = scan(text)
+        assert f.digits == digits
+        assert mask_pans_last4(text, [f]) is None
+    assert mask_pans_last4("t ;4111111111111111=2912101?", scan("t ;4111111111111111=2912101?")) is None
