@@ -16,16 +16,27 @@ _SAD_LABEL = {
 }
 
 
+# Separators written as escapes (%20, &#160;, &#xA0;, &nbsp;): their digits are not the PAN's, and stay as written.
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}|&#[0-9]+;|&#[xX][0-9A-Fa-f]+;|&[A-Za-z]+;")
+
+
 def _keep_digits(original: str, keep: set[int]) -> str:
-    """The original text with every decimal digit replaced by '*' except the digit positions in `keep`."""
+    """The original text with every decimal digit of the PAN replaced by '*' except the digit positions in
+    `keep`; escapes between the groups are left whole."""
     out = []
     n = 0
-    for ch in original:
-        if ch.isdecimal():
-            out.append(ch if n in keep else "*")
-            n += 1
-        else:
-            out.append(ch)
+    pos = 0
+    for m in (*_ESCAPE.finditer(original), None):
+        stop = m.start() if m is not None else len(original)
+        for ch in original[pos:stop]:
+            if ch.isdecimal():
+                out.append(ch if n in keep else "*")
+                n += 1
+            else:
+                out.append(ch)
+        if m is not None:
+            out.append(m.group())
+            pos = m.end()
     return "".join(out)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,11 +42,20 @@ def test_redact_and_sad() -> None:
 
 
 def _stars_except(original: str, keep: set[int]) -> str:
-    """Every decimal digit starred but the n-th ones in `keep` (the rule, written out plainly)."""
-    out, n = [], 0
-    for ch in original:
-        out.append(ch if not ch.isdecimal() or n in keep else "*")
-        n += ch.isdecimal()
+    """Every decimal digit of the card starred but the n-th ones in `keep` (the rule, written out plainly); the
+    separators %20 and &#160; are not the card's digits and stay as they are."""
+    out, n, i = [], 0, 0
+    while i < len(original):
+        for escape in ("%20", "&#160;"):
+            if original.startswith(escape, i):
+                out.append(escape)
+                i += len(escape)
+                break
+        else:
+            ch = original[i]
+            out.append(ch if not ch.isdecimal() or n in keep else "*")
+            n += ch.isdecimal()
+            i += 1
     return "".join(out)
 
 
@@ -93,3 +103,14 @@ def test_pans_are_masked_one_by_one_when_a_span_holds_other_digits() -> None:
         assert f.digits == digits
         assert mask_pans_last4(text, [f]) is None
     assert mask_pans_last4("t ;4111111111111111=2912101?", scan("t ;4111111111111111=2912101?")) is None
+
+
+@pytest.mark.parametrize(("original", "last4", "bin_last4"), [
+    ("4242%204242%204242%204242", "****%20****%20****%204242", "4242%2042**%20****%204242"),
+    ("4242&#160;4242&#160;4242&#160;4242", "****&#160;****&#160;****&#160;4242", "4242&#160;42**&#160;****&#160;4242"),
+    ("4242&#xA0;4242&nbsp;4242&#xa0;4242", "****&#xA0;****&nbsp;****&#xa0;4242", "4242&#xA0;42**&nbsp;****&#xa0;4242"),
+])
+def test_escaped_separators_stay_whole_and_the_right_digits_are_kept(original: str, last4: str, bin_last4: str) -> None:
+    # The digits of %20 or &#160; are not the card's: they stay as written, and the card's own last four show.
+    assert mask_pan(original, "4242424242424242", "last4") == last4
+    assert mask_pan(original, "4242424242424242", "bin_last4") == bin_last4
