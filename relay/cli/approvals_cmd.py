@@ -82,7 +82,9 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="A JSON array on 
 
     pending = [item for _, item in run_async(pending_everywhere)]
     if as_json:
-        sys.stdout.write(json.dumps(pending, indent=2) + "\n")
+        from relay.transports.stdio import write_stdout
+
+        write_stdout((json.dumps(pending, indent=2) + "\n").encode())
         return
     out = console()
     if not pending:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
@@ -63,7 +62,9 @@ def export(
     except RelayError as err:
         raise fail(err) from None
     if output is None:
-        sys.stdout.write(pem)
+        from relay.transports.stdio import write_stdout
+
+        write_stdout(pem.encode())
     else:
         output.write_text(pem)
         console().print(f"wrote {output}", markup=False, highlight=False, soft_wrap=True)

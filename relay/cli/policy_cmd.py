@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -56,7 +55,9 @@ def test(
         report = {"action": d.action, "rule": d.rule.index if d.rule else None,
                   "line": d.rule.line if d.rule else None, "reason": d.reason, "channels": list(d.channels),
                   "approvers": d.approvers, "timeout": d.timeout}
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        from relay.transports.stdio import write_stdout
+
+        write_stdout((json.dumps(report, indent=2) + "\n").encode())
 
 
 def _arguments(text: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ them to the collector."""
 from __future__ import annotations
 
 import json
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -67,7 +66,9 @@ def list_(
     for warning in render.ledger_warnings(results):
         out.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if as_json:
-        sys.stdout.write(json.dumps([{k: v for k, v in r.items() if k != "label"} for r in rows], indent=2) + "\n")
+        from relay.transports.stdio import write_stdout
+
+        write_stdout((json.dumps([{k: v for k, v in r.items() if k != "label"} for r in rows], indent=2) + "\n").encode())
         return
     if not rows:
         out.print(f"no sessions in {where}", markup=False, highlight=False, soft_wrap=True)
@@ -129,7 +130,9 @@ def export(
     else:
         text = json.dumps(render.export_json(s, result), indent=2, ensure_ascii=False) + "\n"
     if output is None:
-        sys.stdout.write(text)
+        from relay.transports.stdio import write_stdout
+
+        write_stdout((text).encode())
         return
     try:
         output.write_text(text, encoding="utf-8")

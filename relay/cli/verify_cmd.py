@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -60,7 +59,9 @@ def verify(
         out.print("no transcripts found", markup=False, highlight=False, soft_wrap=True)
     code = max((r.exit_code for r in results), key=lambda c: (c == 1, c), default=0)
     if as_json:
-        sys.stdout.write(json.dumps({"exit_code": code, "results": [r.as_json() for r in results]}, indent=2) + "\n")
+        from relay.transports.stdio import write_stdout
+
+        write_stdout((json.dumps({"exit_code": code, "results": [r.as_json() for r in results]}, indent=2) + "\n").encode())
     raise typer.Exit(code)
 
 
