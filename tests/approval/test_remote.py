@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from relay.approval.request import arguments_digest
-from tests.approval.test_approval_e2e import DEMO, PAN, REFUND, answer, call, pending, relay_cli, transcript
 from tests.support.approval_service import ApprovalService, introspecting
+from tests.support.approvals import DEMO, PAN, REFUND, answer, call, pending, relay_cli, transcript
 from tests.support.oidc import CI_BOT, CI_BOT_SECRET, OidcProvider
 from tests.support.processes import RELAY, RawClient, relay_env
 
