@@ -46,6 +46,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _loads = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_unique_keys).decode
+# Strict JSON for whatever relay must read one way only (messages, transcript records): ValueError otherwise.
+strict_loads = _loads
 
 
 class Direction(enum.Enum):

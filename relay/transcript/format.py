@@ -15,6 +15,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from relay.jsonrpc import strict_loads
+
 FORMAT = "relay-transcript/1"
 ZERO_HASH = "0" * 64
 PREFIX = b'{"rec":'
@@ -122,30 +124,10 @@ def record_hash(body: bytes, sig: bytes) -> tuple[bytes, str]:
     return digest, hashlib.sha256(digest + sig).hexdigest()
 
 
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise FormatError(f"duplicate key {json.dumps(key)[:60]} in a record")
-            seen.add(key)
-    return obj
-
-
-def _no_constant(name: str) -> Any:
-    raise FormatError(f"{name} is not JSON")
-
-
-_strict = json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_no_constant).decode
-
-
 def parse_body(body: bytes) -> dict[str, Any]:
     """The record as a dict: strict JSON (no duplicate keys, no NaN), an object, the common members typed."""
     try:
-        obj = _strict(body.decode("utf-8"))
-    except FormatError:
-        raise
+        obj = strict_loads(body.decode("utf-8"))  # no duplicate keys, no NaN: one reading for every verifier
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise FormatError(f"the record body is not valid JSON ({exc})") from None
     if not isinstance(obj, dict):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,22 +27,12 @@ from tests.support.oidc import (
     USER_SCOPES,
     OidcProvider,
     OidcUserError,
-    protected_server,
 )
 
 pytestmark = pytest.mark.node
 
 
-@pytest.fixture(scope="module")
-def op() -> Iterator[OidcProvider]:
-    with OidcProvider(device_interval=1) as provider:
-        yield provider
-
-
-@pytest.fixture(scope="module")
-def mcp_url(op: OidcProvider) -> Iterator[str]:
-    with protected_server(op.issuer) as url:
-        yield url
+# `op` (the provider) and `mcp_url` (the protected server) come from tests/auth/conftest.py.
 
 
 def _error(response: httpx.Response) -> str:
