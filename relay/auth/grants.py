@@ -124,15 +124,20 @@ class Grant:
         form = {"resource": self.resource}
         if self.config.scope:
             form["scope"] = self.config.scope
+        refresh = None
         if login.is_bot:
             form["grant_type"] = "client_credentials"
         else:
-            form.update(grant_type="refresh_token", refresh_token=await login.refresh_token())
+            refresh = await login.refresh_token()
+            form.update(grant_type="refresh_token", refresh_token=refresh)
         try:
             body = await login.post_authenticated(meta.token_endpoint, form)
         except OAuthError as exc:
             raise AuthError(f"the identity provider refused a token for {self.resource}: {exc.code}") from None
-        return TokenResponse.parse(body, meta.token_endpoint)
+        tokens = TokenResponse.parse(body, meta.token_endpoint)
+        if refresh is not None:
+            await login.keep_rotated(refresh, tokens)  # a rotating provider has just retired the stored one
+        return tokens
 
     def _metadata(self, tokens: TokenResponse, life: float) -> dict[str, Any]:
         claims = _unverified_claims(tokens.access_token)

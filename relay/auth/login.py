@@ -140,14 +140,19 @@ class Login:
                 raise NotLoggedIn(f"the login for '{self.config.name}' has expired or was revoked",
                                   hint=f"run `relay login {self.config.name}`") from None
             raise
-        if tokens.refresh_token and tokens.refresh_token != refresh:
-            # Rotated: the old one is dead; keep the new one (and the identity, refreshed when an ID token came).
-            identity = self.stored_identity()
-            if tokens.id_token:
-                identity = await validate(self.http, meta, self.config.client_id, tokens.id_token)
-            if identity is not None:
-                self._save(tokens.refresh_token, identity, tokens.refresh_expires_at)
+        await self.keep_rotated(refresh, tokens)
         return tokens
+
+    async def keep_rotated(self, used: str, tokens: TokenResponse) -> None:
+        """After a refresh with `used`: when the provider rotated it, the old one is dead; keep the new one (and the
+        identity, refreshed when an ID token came). Every refresh, whatever else it asks for, must end here."""
+        if not tokens.refresh_token or tokens.refresh_token == used:
+            return
+        identity = self.stored_identity()
+        if tokens.id_token:
+            identity = await validate(self.http, await self.metadata(), self.config.client_id, tokens.id_token)
+        if identity is not None:
+            self._save(tokens.refresh_token, identity, tokens.refresh_expires_at)
 
     async def _client_credentials(self) -> TokenResponse:
         meta = await self.metadata()

@@ -96,6 +96,9 @@ async def test_resource_mode_asks_for_an_access_token_for_the_server(op: OidcPro
         grant = Grant(Login(person(op), http), mcp_url, GrantConfig(mode="resource"), tg)
         value = await grant.authorization()
         assert op.decode(value.removeprefix("Bearer "), audience=mcp_url)["sub"] == "alice"
+        # The provider rotates refresh tokens: the next grant (a renewal, the next session) needs the new one.
+        again = Grant(Login(person(op), http), mcp_url, GrantConfig(mode="resource"), tg)
+        assert op.decode((await again.authorization()).removeprefix("Bearer "), audience=mcp_url)["sub"] == "alice"
         tg.cancel_scope.cancel()
 
 
