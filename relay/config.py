@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 TRANSPORTS = ("auto", "streamable-http", "sse", "stdio")
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 FLOWS = ("device", "client_credentials", "token")
-GRANT_MODES = ("exchange", "resource", "none")
+GRANT_MODES = ("exchange", "resource")
 FSYNC_POLICIES = ("always", "interval")
 KEY_STORES = ("keyring", "file")
 PAN_MODES = ("last4", "bin_last4", "token", "redact")
@@ -163,6 +163,9 @@ class RemoteApprovalConfig:
 
     url: str  # base URL, without a trailing slash
     identity: str | None  # the entry of `identities:` whose token relay presents; None: no Authorization header
+    # A token bound to the service, got with the identity's login (the server's `grant:` shape; `resource`
+    # defaults to `url`). None: the identity's own access token, as before grants existed.
+    grant: GrantConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -594,7 +597,7 @@ def _approvals(r: _Reader, node: _Node, identities: Mapping[str, IdentityConfig]
 
 
 def _remote(r: _Reader, node: _Node, identities: Mapping[str, IdentityConfig]) -> RemoteApprovalConfig:
-    m = r.mapping(node, "approvals.remote", ("url", "identity"))
+    m = r.mapping(node, "approvals.remote", ("url", "identity", "grant"))
     if "url" not in m:
         raise r.fail(node, "approvals.remote", "needs a 'url' (the approval service)",
                      hint="see docs/approval-protocol.md")
@@ -610,7 +613,10 @@ def _remote(r: _Reader, node: _Node, identities: Mapping[str, IdentityConfig]) -
         if not identities[identity].issuer:
             raise r.fail(m["identity"], "approvals.remote.identity", f"identity '{identity}' names no 'issuer'",
                          hint=f"give identities.{identity}.issuer: the approval service has no metadata to find it")
-    return RemoteApprovalConfig(url=url.rstrip("/"), identity=identity)
+    grant = _grant(r, m["grant"], "approvals.remote.grant") if "grant" in m else None
+    if grant is not None and identity is None:
+        raise r.fail(m["grant"], "approvals.remote.grant", "a grant needs an 'identity' to get it with")
+    return RemoteApprovalConfig(url=url.rstrip("/"), identity=identity, grant=grant)
 
 
 def _approval_rule(r: _Reader, index: int, node: _Node) -> ApprovalRule:

@@ -26,6 +26,14 @@ _SECRET_PATTERNS = [
 ]
 
 
+def shown(text: str) -> str:
+    """Text from an agent or a server, made safe to put on a person's terminal: a control character or a bidi
+    override could rewrite what an approver sees, so each is shown escaped (\\x1b, \\u202e)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def redact(text: str) -> str:
     for pattern, repl in _SECRET_PATTERNS:
         text = pattern.sub(repl, text)

@@ -39,6 +39,7 @@ class ChainOptions:
     approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
     approval_identity: IdentityConfig | None = None  # approvals.remote.identity, resolved
     approval_login: Login | None = None  # the session's login, when it is that same identity
+    protocol_on_terminal: bool = False  # the MCP client speaks over relay's stdin/stdout, and they are a terminal
 
 
 def build_chain(options: ChainOptions) -> Pipeline:
@@ -69,6 +70,15 @@ def _approval_guard(options: ChainOptions) -> ApprovalGuard | None:
     from relay.approval.policy import Policy
 
     channels: dict[str, Channel] = {}
+    named = {name for rule in config.rules for name in rule.channels}
+    if "tty" in named:
+        from relay.approval.tty import TtyChannel
+
+        channels["tty"] = TtyChannel(protocol_on_terminal=options.protocol_on_terminal)
+    if "elicitation" in named:
+        from relay.approval.elicitation import ElicitationChannel
+
+        channels["elicitation"] = ElicitationChannel()
     if config.remote is not None:
         from relay.approval.remote import RemoteChannel
 

@@ -18,6 +18,13 @@ from relay.jsonrpc import GUARD_ERROR, INVALID_REQUEST, Direction, Kind, Message
 log = logging.getLogger("relay.pipeline")
 
 
+class PeerRefused(Exception):
+    """The peer answered a request relay itself sent (an elicitation) with a JSON-RPC error; the message says so."""
+
+
+Ask = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
 class Rejected(Exception):
     """Raised by an interceptor to stop a message; the sender (or, for a response, the receiver) is told why.
 
@@ -49,6 +56,9 @@ class Context:
     # Sends a message back to this message's sender while it is being processed (progress while a call
     # waits for approval); None where nobody can be told.
     to_sender: Callable[[Message], Awaitable[None]] | None = None
+    # Sends a request of relay's own to this message's sender and returns its result (raises PeerRefused on an
+    # error answer); None where the sender cannot be asked.
+    ask_sender: Ask | None = None
 
     @property
     def method(self) -> str | None:
@@ -111,16 +121,16 @@ class Pipeline:
         it in a task of its own, so that other messages are not held up behind it."""
         return any(guard.holds(msg) for guard in self._holders)
 
-    async def process(self, msg: Message, *,
-                      to_sender: Callable[[Message], Awaitable[None]] | None = None) -> Outcome:
+    async def process(self, msg: Message, *, to_sender: Callable[[Message], Awaitable[None]] | None = None,
+                      ask_sender: Ask | None = None) -> Outcome:
         if msg.kind is Kind.BATCH:
             return await self._process_batch(msg)
-        return await self._process_one(msg, to_sender)
+        return await self._process_one(msg, to_sender, ask_sender)
 
-    async def _process_one(self, msg: Message, to_sender: Callable[[Message], Awaitable[None]] | None = None
-                           ) -> Outcome:
+    async def _process_one(self, msg: Message, to_sender: Callable[[Message], Awaitable[None]] | None = None,
+                           ask_sender: Ask | None = None) -> Outcome:
         direction = msg.direction
-        ctx = Context(direction, to_sender=to_sender)
+        ctx = Context(direction, to_sender=to_sender, ask_sender=ask_sender)
         kind = msg.kind
         if kind is Kind.RESPONSE or kind is Kind.ERROR:
             ctx.request = self._pending[direction.reverse].pop(_key(msg.obj.get("id")), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,11 +85,13 @@ def _label(url: str) -> str:
     return urlsplit(url).netloc or url
 
 
-def _chain(target: Target, identity: dict[str, Any] | None = None, login: Login | None = None) -> Pipeline:
+def _chain(target: Target, client: Transport, identity: dict[str, Any] | None = None,
+           login: Login | None = None) -> Pipeline:
     return build_chain(ChainOptions(
         session_id=new_session_id(), server=target.server, transcript_dir=target.transcript_dir,
         masking=target.masking, transcripts=target.transcripts, collector=target.collector, identity=identity,
-        approvals=target.approvals, approval_identity=target.approval_identity, approval_login=login))
+        approvals=target.approvals, approval_identity=target.approval_identity, approval_login=login,
+        protocol_on_terminal=isinstance(client, StdioClientTransport) and (os.isatty(0) or os.isatty(1))))
 
 
 async def _run_session(target: Target, client: Transport, *, in_band_login: bool = False) -> None:
@@ -140,7 +143,7 @@ async def _relay(target: Target, client: Transport, credentials: Credentials | N
         remote_identity = target.approval_identity
         if remote_identity is not None and credentials.login.config.name == remote_identity.name:
             login = credentials.login
-    pipeline = _chain(target, identity, login)
+    pipeline = _chain(target, client, identity, login)
     if credentials is not None:
         assert isinstance(credentials, Grant)
         if credentials.last is not None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from relay.errors import UpstreamError
-from relay.jsonrpc import UPSTREAM_ERROR, Direction, Message, error_message
-from relay.pipeline import Pipeline
+from relay.jsonrpc import UPSTREAM_ERROR, Direction, Kind, Message, error_message
+from relay.pipeline import PeerRefused, Pipeline
 from relay.transports import Fault, Pausable, Paused, Transport
 
 log = logging.getLogger("relay.session")
@@ -30,6 +32,12 @@ class Session:
         self._failure: UpstreamError | None = None
         self._answered = anyio.Event()
         self._tg: TaskGroup
+        # Requests relay itself sent to the client (elicitation), by id: their answers come here, not upstream.
+        # The ids carry a random tag so that they cannot be taken for the server's own requests.
+        self._asked: dict[str, tuple[anyio.Event, list[Message]]] = {}
+        self._ask_prefix = f"relay-{secrets.token_hex(4)}-"
+        self._ask_ids = (f"{self._ask_prefix}{n}" for n in itertools.count(1))
+        self._has_asked = False
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -76,6 +84,17 @@ class Session:
                 continue
             if isinstance(item, Paused):
                 continue  # only servers poll
+            if self._has_asked and (item.kind is Kind.RESPONSE or item.kind is Kind.ERROR):
+                id_ = item.obj.get("id")
+                if isinstance(id_, str) and id_.startswith(self._ask_prefix):
+                    # An answer to relay's own question: never for the server, also when it comes too late.
+                    waiter = self._asked.get(id_)
+                    if waiter is not None:
+                        waiter[1].append(item)
+                        waiter[0].set()
+                    else:
+                        log.info("the client answered relay's request %s after it was withdrawn", id_)
+                    continue
             if pipeline.holds(item):
                 # It may wait (for a human): in a task of its own, so that the client's other messages
                 # (other calls, a cancellation of this one) go on meanwhile.
@@ -84,11 +103,39 @@ class Session:
             await self._from_client(item)
 
     async def _from_client(self, item: Message) -> None:
-        outcome = await self.pipeline.process(item, to_sender=self._to_client)
+        outcome = await self.pipeline.process(item, to_sender=self._to_client, ask_sender=self.ask_client)
         if outcome.reply is not None:
             await self._to_client(outcome.reply)
         if outcome.forward is not None:
             await self.upstream.send(outcome.forward)
+
+    async def ask_client(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send the client a request of relay's own and wait for its result; cancelling the wait tells the client
+        the request is cancelled. Raises PeerRefused when the client answers with an error."""
+        id_ = next(self._ask_ids)
+        self._has_asked = True
+        done, box = anyio.Event(), list[Message]()
+        self._asked[id_] = (done, box)
+        try:
+            await self._to_client(Message.build({"jsonrpc": "2.0", "id": id_, "method": method, "params": params},
+                                                Direction.SERVER_TO_CLIENT))
+            await done.wait()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                note = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": id_, "reason": "relay no longer needs the answer"}}
+                await self._to_client(Message.build(note, Direction.SERVER_TO_CLIENT))
+            raise
+        finally:
+            del self._asked[id_]
+        answer = box[0].obj
+        result = answer.get("result") if isinstance(answer, dict) else None
+        if isinstance(result, dict):
+            return result
+        error = answer.get("error") if isinstance(answer, dict) else None
+        text = error.get("message") if isinstance(error, dict) else None
+        raise PeerRefused(f"the client answered {method} with an error: {str(text)[:200]}" if text
+                          else f"the client's answer to {method} is not a result")
 
     async def _server_to_client(self) -> None:
         upstream, pipeline = self.upstream, self.pipeline

@@ -604,3 +604,37 @@ def test_the_remote_identity_needs_an_issuer(cfg_path: Path) -> None:
     err = fails(text, cfg_path)
     assert err.message == f"{cfg_path}:6: approvals.remote.identity: identity 'corp' names no 'issuer'"
     assert err.hint is not None and "identities.corp.issuer" in err.hint
+
+
+def test_the_remote_approval_grant(cfg_path: Path) -> None:
+    remote = "approvals:\n  remote:\n    url: https://approvals.example/relay\n    identity: ci\n"
+    c = parse(_BOT + remote + "    grant: {mode: resource, resource: 'https://approvals.example', audience: approvals,"
+              " scope: 'approvals:write', lifetime: 2m}\n", cfg_path)
+    assert c.approvals.remote is not None and c.approvals.remote.grant == config.GrantConfig(
+        mode="resource", resource="https://approvals.example", audience="approvals", scope="approvals:write",
+        lifetime=120.0)
+    # The server's defaults: token exchange, for the service's url (filled in when the grant is got).
+    for text in ("    grant: {}\n", "    grant:\n", "    grant: {lifetime: 5m}\n"):
+        defaults = parse(_BOT + remote + text, cfg_path).approvals.remote
+        assert defaults is not None and defaults.grant is not None
+        assert (defaults.grant.mode, defaults.grant.resource, defaults.grant.audience) == ("exchange", None, None)
+    # No `grant`: the identity's own access token, as before.
+    plain = parse(_BOT + remote, cfg_path).approvals.remote
+    assert plain == config.RemoteApprovalConfig(url="https://approvals.example/relay", identity="ci", grant=None)
+
+
+_REMOTE = _BOT + "approvals:\n  remote:\n    url: https://x\n    identity: ci\n"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("approvals:\n  remote:\n    url: https://x\n    grant: {mode: exchange}\n",
+     ":4: approvals.remote.grant: a grant needs an 'identity' to get it with"),
+    (_REMOTE + "    grant: {mode: swap}\n", ":7: approvals.remote.grant.mode: 'swap' is not valid"),
+    (_REMOTE + "    grant: {lifetime: 5m, ttl: 5m}\n", ":7: approvals.remote.grant.ttl: unknown key"),
+    (_REMOTE + "    grant:\n      lifetime: soon\n",
+     ":8: approvals.remote.grant.lifetime: expected a duration such as 100ms, 30s or 5m, got 'soon'"),
+    (_REMOTE + "    grant: exchange\n", ":7: approvals.remote.grant: expected a mapping, got str"),
+    (_REMOTE + "    grant: {resource: [a, b]}\n", ":7: approvals.remote.grant.resource: expected a string, got a list"),
+])
+def test_remote_approval_grant_errors_name_file_line_and_key(text: str, message: str, cfg_path: Path) -> None:
+    assert str(fails(text, cfg_path)).startswith(f"{cfg_path}{message}")

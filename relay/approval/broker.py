@@ -34,7 +34,7 @@ class _Pending:
     approvals_needed: int
     on_refused: OnRefused | None = None
     channels: tuple[str, ...] | None = None  # where it is offered; None: anywhere
-    approvers: set[str] = field(default_factory=set)
+    approvers: list[tuple[str, Mapping[str, Any] | None]] = field(default_factory=list)  # who approved so far
     verdict: Verdict | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
 
@@ -48,6 +48,13 @@ class Broker:
         """The undecided requests; with a channel, those offered on it."""
         return [p.request for p in self._pending.values()
                 if p.verdict is None and (channel is None or p.channels is None or channel in p.channels)]
+
+    def still_needed(self, request_id: str) -> int:
+        """How many more approvals the pending request needs (0 when it is not pending)."""
+        entry = self._pending.get(request_id)
+        if entry is None or entry.verdict is not None:
+            return 0
+        return max(0, entry.approvals_needed - len(entry.approvers))
 
     def is_pending(self, request_id: str) -> bool:
         entry = self._pending.get(request_id)
@@ -83,25 +90,30 @@ class Broker:
             entry.done.set()
 
     def decide(self, request_id: str, digest: str, *, approve: bool, approver: str, reason: str | None,
-               channel: str, nonce: str | None = None, identity: Mapping[str, Any] | None = None) -> Verdict | None:
+               channel: str, nonce: str | None = None, identity: Mapping[str, Any] | None = None,
+               self_approval: bool = False) -> Verdict | None:
         """Apply one person's decision. Returns the verdict once the request is decided, None while more
         approvers are needed; raises DecisionRefused for a decision that cannot count. `nonce` and `identity`
-        (who decided: subject, email, name) are checked when the channel has them."""
+        (who decided: subject, email, name, or the OS user) are checked when the channel has them.
+        `self_approval`: the channel is one where the requester answers for their own agent (local, tty,
+        elicitation), so an approver who is the requester is not refused; they still count once."""
         entry = self.check(request_id, digest, approve=approve, approver=approver, channel=channel, nonce=nonce,
-                           identity=identity)
+                           identity=identity, self_approval=self_approval)
         if not approve:
             entry.verdict = Verdict(False, approver, reason, channel)
         else:
-            entry.approvers.add(approver)
+            entry.approvers.append((approver, identity))
             if len(entry.approvers) < entry.approvals_needed:
                 return None
-            entry.verdict = Verdict(True, ", ".join(sorted(entry.approvers)), reason, channel)
+            names = ", ".join(sorted(name for name, _ in entry.approvers))
+            entry.verdict = Verdict(True, names, reason, channel)
         entry.done.set()
         log.info("approval %s: %s by %s via %s", request_id, "approved" if approve else "denied", approver, channel)
         return entry.verdict
 
     def check(self, request_id: str, digest: str, *, approve: bool, approver: str, channel: str,
-              nonce: str | None = None, identity: Mapping[str, Any] | None = None) -> _Pending:
+              nonce: str | None = None, identity: Mapping[str, Any] | None = None,
+              self_approval: bool = False) -> _Pending:
         """What `decide` checks, without applying anything: for channels that bring several approvals at once."""
         entry = self._pending.get(request_id)
         if entry is None or entry.verdict is not None:
@@ -120,11 +132,15 @@ class Broker:
                               f"the decision names another instance of request {request_id} (nonce mismatch)")
         if time.time() >= request.expires_at:
             raise self.refuse(request_id, approver, channel, f"request {request_id} has expired")
-        if approve and identity is not None and same_person(request.requester, identity):
+        if approve and not self_approval and identity is not None and same_person(request.requester, identity):
             raise self.refuse(request_id, approver, channel,
                               f"{approver} asked for request {request_id} and cannot approve it (no self-approval)")
-        if approver in entry.approvers:
-            raise self.refuse(request_id, approver, channel, f"{approver} has already approved request {request_id}")
+        # Several approvals must come from several people, whichever channels they use.
+        for name, who in entry.approvers:
+            if name == approver or (identity is not None and who is not None and same_person(who, identity)):
+                raise self.refuse(request_id, approver, channel,
+                                  f"{approver} has already approved request {request_id}" +
+                                  ("" if name == approver else f" (as {name})"))
         return entry
 
     def refuse(self, request_id: str, approver: str, channel: str, why: str) -> DecisionRefused:

@@ -3,11 +3,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from relay.approval.broker import Broker
     from relay.approval.request import ApprovalRequest
+    from relay.pipeline import Ask
+
+
+@dataclass(frozen=True)
+class ClientLink:
+    """The MCP client the held call came from: what it declared it can do in `initialize`, and a way to send it a
+    request of relay's own (None where it cannot be asked, e.g. `relay call`)."""
+
+    capabilities: Mapping[str, Any] = field(default_factory=dict)
+    ask: Ask | None = None
 
 
 class ChannelUnavailable(Exception):
@@ -19,9 +31,10 @@ class ChannelUnavailable(Exception):
 class Channel(Protocol):
     name: str
 
-    async def offer(self, request: ApprovalRequest, broker: Broker) -> None:
+    async def offer(self, request: ApprovalRequest, broker: Broker, client: ClientLink) -> None:
         """Offer the request until it is decided or this task is cancelled; raise ChannelUnavailable when the
-        people behind the channel cannot be reached. Decisions go to `broker.decide`, never straight to the call."""
+        people behind the channel cannot be reached. Decisions go to `broker.decide`, never straight to the call.
+        `client` is the MCP client that sent the call."""
 
     async def aclose(self) -> None:
         """Release what the channel holds for the session (connections)."""

@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from relay.approval.broker import Broker
-from relay.approval.channels import Channel, ChannelUnavailable
+from relay.approval.channels import Channel, ChannelUnavailable, ClientLink
 from relay.approval.policy import Call, Decision, Policy
 from relay.approval.request import ApprovalRequest, Verdict, arguments_digest
 from relay.jsonrpc import Direction, Kind, Message
@@ -30,6 +30,7 @@ from relay.pipeline import Context, Rejected
 log = logging.getLogger("relay.approval")
 
 PASSIVE = ("local",)  # channels that are always there: people come to relay (`relay approvals`)
+SELF_APPROVAL = ("elicitation",)  # channels where the person the agent acts for approves its call
 
 
 def _tool_error(text: str) -> dict[str, Any]:
@@ -61,6 +62,7 @@ class ApprovalGuard:
         self._waiting: dict[tuple[bool, Any], str] = {}  # JSON-RPC id of a held call -> approval request id
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(2)
+        self._client_capabilities: dict[str, Any] = {}  # what the client declared in `initialize`
 
     # -- the pipeline's hooks -----------------------------------------------------------------------------
 
@@ -82,6 +84,9 @@ class ApprovalGuard:
                 self.broker.withdraw(request_id, "the client cancelled the call")
             return msg
         if not _is_call(msg):
+            if msg.kind is Kind.REQUEST and msg.method == "initialize":
+                caps = msg.params.get("capabilities")
+                self._client_capabilities = caps if isinstance(caps, dict) else {}
             return msg
         decision = self._decisions.pop(id(msg), None) or self._evaluate(msg)
         if decision.action == "allow":
@@ -142,9 +147,10 @@ class ApprovalGuard:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._progress, msg, ctx, request)
+                client = ClientLink(self._client_capabilities, ctx.ask_sender)
                 for name in channels:
                     if name in self.channels:
-                        tg.start_soon(self._offer, self.channels[name], request, base, reachable)
+                        tg.start_soon(self._offer, self.channels[name], request, base, reachable, client)
                 verdict = await self.broker.wait(request, decision.approvers, refused, tuple(channels))
                 tg.cancel_scope.cancel()
         finally:
@@ -152,10 +158,10 @@ class ApprovalGuard:
         return self._settle(msg, request, verdict, decision, base)
 
     async def _offer(self, channel: Channel, request: ApprovalRequest, base: dict[str, Any],
-                     reachable: list[str]) -> None:
+                     reachable: list[str], client: ClientLink) -> None:
         """One active channel offers the request; when it fails and no channel is left, the call is denied."""
         try:
-            await channel.offer(request, self.broker)
+            await channel.offer(request, self.broker, client)
             return
         except ChannelUnavailable as exc:
             why = str(exc)
@@ -174,13 +180,16 @@ class ApprovalGuard:
 
     def _settle(self, msg: Message, request: ApprovalRequest, verdict: Verdict, decision: Decision,
                 base: dict[str, Any]) -> Message:
+        # The requester answering for their own agent through the client: allowed only where a rule names the
+        # channel, and always marked as such.
+        own = {"self_approval": True} if verdict.channel in SELF_APPROVAL else {}
         if verdict.approved:
             self._record({**base, "decision": "approved", "by": verdict.approver, "reason": verdict.reason,
-                          "channel": verdict.channel})
+                          "channel": verdict.channel, **own})
             return msg
         if verdict.approver is not None:
             self._record({**base, "decision": "denied", "by": verdict.approver, "reason": verdict.reason,
-                          "channel": verdict.channel})
+                          "channel": verdict.channel, **own})
             text = f"Denied by {verdict.approver}" + (f": {verdict.reason}" if verdict.reason else "")
         elif verdict.channel is not None:  # no channel left, or one failed in a way that must not be waited out
             self._record({**base, "decision": "denied", "by": None, "reason": verdict.reason,

@@ -100,7 +100,7 @@ def _answer(request: Any, broker: Broker, user: str) -> dict[str, Any]:
             verdict = broker.decide(str(request.get("id")), str(request.get("digest")),
                                     approve=request.get("approve") is True, approver=user,
                                     reason=request.get("reason") if isinstance(request.get("reason"), str) else None,
-                                    channel="local")
+                                    channel="local", identity={"user": user}, self_approval=True)
         except DecisionRefused as exc:
             return {"error": str(exc)}
         return {"ok": True, "decided": verdict is not None}

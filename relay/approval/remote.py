@@ -1,16 +1,19 @@
 """The remote approval channel: relay's side of an HTTP approval service (docs/approval-protocol.md).
 
 It creates the request at the service, long-polls for the decision and brings it to the broker, which checks it;
-on cancellation (decided elsewhere, timed out, withdrawn) it withdraws the request at the service. The bearer
-token of the configured identity authenticates relay; it never reaches a log line or an error message.
+on cancellation (decided elsewhere, timed out, withdrawn) it withdraws the request at the service. Relay presents
+the configured identity's access token or, with `grant:`, a short-lived token bound to the service for the life of
+each request; no token ever reaches a log line or an error message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +21,10 @@ import anyio
 import httpx
 
 from relay.approval.broker import Broker, DecisionRefused
-from relay.approval.channels import ChannelUnavailable
+from relay.approval.channels import ChannelUnavailable, ClientLink
 from relay.approval.request import ApprovalRequest
 from relay.auth import oauth
+from relay.auth.grants import Grant
 from relay.auth.login import Login
 from relay.config import IdentityConfig, RemoteApprovalConfig
 from relay.errors import AuthError
@@ -61,6 +65,7 @@ class RemoteChannel:
         self.url = config.url
         self._identity = identity
         self._login = login
+        self._grant = config.grant  # None: the identity's own token
         self._http: httpx.AsyncClient | None = None
 
     async def aclose(self) -> None:
@@ -70,24 +75,25 @@ class RemoteChannel:
 
     # -- the channel -----------------------------------------------------------------------------------------
 
-    async def offer(self, request: ApprovalRequest, broker: Broker) -> None:
-        service_id = await self._create(request)
-        log.info("approval %s: offered to the approval service as %s", request.id, service_id)
-        open_at_service = True
-        try:
-            open_at_service = await self._follow(request, broker, service_id)
-        finally:
-            if open_at_service:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
-                    await self._notify("DELETE", service_id, None, "withdraw")
+    async def offer(self, request: ApprovalRequest, broker: Broker, client: ClientLink) -> None:
+        async with self._credentials() as grant:
+            service_id = await self._create(request, grant)
+            log.info("approval %s: offered to the approval service as %s", request.id, service_id)
+            open_at_service = True
+            try:
+                open_at_service = await self._follow(request, broker, service_id, grant)
+            finally:
+                if open_at_service:
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
+                        await self._notify(grant, "DELETE", service_id, None, "withdraw")
 
-    async def _follow(self, request: ApprovalRequest, broker: Broker, service_id: str) -> bool:
+    async def _follow(self, request: ApprovalRequest, broker: Broker, service_id: str, grant: Grant | None) -> bool:
         """Poll until the broker has a verdict; False once the service's request is settled (nothing to withdraw)."""
         failures = refusals = 0
         while broker.is_pending(request.id):
             began = time.monotonic()
             try:
-                decision = await self._poll(request, service_id)
+                decision = await self._poll(request, service_id, grant)
                 failures = 0
             except _Transient as exc:
                 failures += 1
@@ -106,7 +112,7 @@ class RemoteChannel:
                 self._apply(request, broker, decision)
             except DecisionRefused as exc:
                 refusals += 1
-                await self._notify("POST", service_id, {"reason": str(exc)}, "report a refused decision on")
+                await self._notify(grant, "POST", service_id, {"reason": str(exc)}, "report a refused decision on")
                 if refusals >= MAX_REFUSALS:
                     raise ChannelUnavailable(f"the approval service sent {refusals} decisions relay refused") from None
                 continue
@@ -121,12 +127,16 @@ class RemoteChannel:
         for name, who in zip(names, decision.approvers, strict=True):
             broker.check(request.id, decision.digest, approve=decision.approve, approver=name, channel=self.name,
                          nonce=decision.nonce, identity=who)
-        if decision.approve and len(names) < request.approvers:
+        needed = broker.still_needed(request.id)  # fewer when people approved on another channel already
+        if decision.approve and len(names) < needed:
             raise broker.refuse(request.id, ", ".join(names), self.name,
-                                f"request {request.id} needs {request.approvers} approvers, the decision names {len(names)}")
+                                f"request {request.id} needs {needed} more approver{'s' if needed > 1 else ''}, "
+                                f"the decision names {len(names)}")
         for name, who in zip(names, decision.approvers, strict=True):
-            broker.decide(request.id, decision.digest, approve=decision.approve, approver=name,
-                          reason=decision.reason, channel=self.name, nonce=decision.nonce, identity=who)
+            if broker.decide(request.id, decision.digest, approve=decision.approve, approver=name,
+                             reason=decision.reason, channel=self.name, nonce=decision.nonce,
+                             identity=who) is not None:
+                break
 
     # -- the wire ------------------------------------------------------------------------------------------
 
@@ -139,23 +149,55 @@ class RemoteChannel:
         base = f"{self.url}/v1/approvals"
         return base if service_id is None else f"{base}/{urllib.parse.quote(service_id, safe='')}{suffix}"
 
-    async def _headers(self) -> dict[str, str]:
-        if self._identity is None and self._login is None:
-            return {}
-        if self._login is None:
-            assert self._identity is not None
+    def _identity_login(self) -> Login | None:
+        if self._login is None and self._identity is not None:
             self._login = Login(self._identity, self._client())
+        return self._login
+
+    @contextlib.asynccontextmanager
+    async def _credentials(self) -> AsyncIterator[Grant | None]:
+        """With `grant:`, a grant bound to the service for one request: obtained at its first use, renewed in the
+        background while the request is followed, dropped with it. None: the identity's own token (or none)."""
+        login = self._identity_login()
+        if self._grant is None or login is None:
+            yield None
+            return
+        failed: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            try:
+                yield Grant(login, self.url, self._grant, tg)
+            except Exception as exc:
+                failed = exc  # raised below as itself: a task group would wrap it, and the guard reads its message
+            finally:
+                tg.cancel_scope.cancel()  # a renewal still in flight is of no use once the request is over
+        if failed is not None:
+            raise failed
+
+    async def _headers(self, grant: Grant | None) -> dict[str, str]:
+        login = self._identity_login()
+        if login is None:
+            return {}
         try:
-            token = (await self._login.subject_token()).token
+            value = await grant.authorization() if grant is not None else f"Bearer {(await login.subject_token()).token}"
         except AuthError as exc:
             raise ChannelUnavailable(
-                f"relay has no token for the approval service (identity '{self._login.config.name}'): {exc}") from None
-        return {"authorization": f"Bearer {token}"}
+                f"relay has no token for the approval service (identity '{login.config.name}'): {exc}") from None
+        return {"authorization": value}
 
-    async def _create(self, request: ApprovalRequest) -> str:
+    async def _send(self, grant: Grant | None, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request to the service. A grant it refuses (401) is obtained afresh and the request sent once more,
+        as for servers; the identity's own token is what it is, so a 401 to it stands."""
+        headers = await self._headers(grant)
+        resp = await self._client().request(method, url, headers=headers, **kwargs)
+        if resp.status_code != 401 or grant is None:
+            return resp
+        await grant.rejected(headers["authorization"])
+        return await self._client().request(method, url, headers=await self._headers(grant), **kwargs)
+
+    async def _create(self, request: ApprovalRequest, grant: Grant | None) -> str:
         for attempt in range(2):
             try:
-                resp = await self._client().post(self._at(), json=request.public(), headers=await self._headers())
+                resp = await self._send(grant, "POST", self._at(), json=request.public())
             except httpx.HTTPError as exc:
                 problem = f"the approval service is unreachable: {_why(exc)}"
             else:
@@ -172,12 +214,11 @@ class RemoteChannel:
                 await anyio.sleep(0.5)
         raise ChannelUnavailable(problem)
 
-    async def _poll(self, request: ApprovalRequest, service_id: str) -> _Decision | None:
+    async def _poll(self, request: ApprovalRequest, service_id: str, grant: Grant | None) -> _Decision | None:
         wait = max(1, min(POLL_WAIT, math.ceil(request.expires_at - time.time())))
         timeout = httpx.Timeout(wait + 15.0, connect=10.0)
         try:
-            resp = await self._client().get(self._at(service_id), params={"wait": str(wait)},
-                                             headers=await self._headers(), timeout=timeout)
+            resp = await self._send(grant, "GET", self._at(service_id), params={"wait": str(wait)}, timeout=timeout)
         except httpx.HTTPError as exc:
             raise _Transient(_why(exc)) from None
         if resp.status_code != 200:
@@ -191,12 +232,13 @@ class RemoteChannel:
             raise _Malformed("not a JSON object")
         return _decision(body)
 
-    async def _notify(self, method: str, service_id: str, body: dict[str, Any] | None, what: str) -> None:
+    async def _notify(self, grant: Grant | None, method: str, service_id: str, body: dict[str, Any] | None,
+                      what: str) -> None:
         """Withdraw the request or report a refusal: best effort, the call's outcome does not depend on it."""
         url = self._at(service_id, "/refusals" if method == "POST" else "")
         try:
             with anyio.fail_after(CLEANUP_TIMEOUT):
-                resp = await self._client().request(method, url, json=body, headers=await self._headers())
+                resp = await self._send(grant, method, url, json=body)
         except (httpx.HTTPError, TimeoutError, ChannelUnavailable) as exc:
             text = _why(exc) if isinstance(exc, httpx.HTTPError) else str(exc) or type(exc).__name__
             log.warning("approval service: could not %s request %s: %s", what, service_id, text)

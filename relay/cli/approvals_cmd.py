@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from relay.cli.common import fail, run_async
-from relay.console import console
+from relay.console import console, shown
 from relay.errors import UsageError
 
 approvals_app = typer.Typer(help="Tool calls waiting for a human.", invoke_without_command=True)
@@ -29,50 +29,22 @@ def _describe(item: dict[str, Any]) -> str:
     args = json.dumps(item.get("arguments"), ensure_ascii=False)
     if len(args) > 300:
         args = args[:300] + "..."
-    return (f"{item.get('id')}  {item.get('server')} / {item.get('tool')}  for {name}  {left}s left  "
-            f"({item.get('rule')})\n    arguments: {args}")
+    # What the agent and the server chose is shown escaped: no control characters on the approver's terminal.
+    return shown(f"{item.get('id')}  {item.get('server')} / {item.get('tool')}  for {name}  {left}s left  "
+                 f"({item.get('rule')})") + f"\n    arguments: {shown(args)}"
 
 
 @approvals_app.callback()
 def approvals(ctx: typer.Context) -> None:
-    """Without a subcommand: watch pending calls and decide on each as it comes (Ctrl-C to stop)."""
+    """Without a subcommand: a live view of pending calls, with keys to approve or deny them (q to quit)."""
     if ctx.invoked_subcommand is not None:
         return
     if not sys.stdin.isatty():
         raise fail(UsageError("`relay approvals` is interactive; use `relay approvals list`, `relay approve ID` "
                               "or `relay deny ID` in scripts"))
-    from relay.approval.local import pending_everywhere
+    from relay.cli.approvals_view import watch
 
-    out = console()
-    seen: set[str] = set()
-    out.print("Waiting for tool calls that need approval (Ctrl-C to stop)...", markup=False)
-    try:
-        while True:
-            pending = run_async(pending_everywhere)
-            fresh = [(p, i) for p, i in pending if i.get("id") not in seen]
-            for path, item in fresh:
-                seen.add(str(item.get("id")))
-                out.print(_describe(item), markup=False, highlight=False, soft_wrap=True)
-                answer = typer.prompt("approve? [y = approve, n = deny, anything else = skip]", default="",
-                                      show_default=False, err=True)
-                if answer.strip().lower() in ("y", "n"):
-                    reason = typer.prompt("reason (optional)", default="", show_default=False, err=True) or None
-                    request = {"op": "decide", "id": item["id"], "digest": item["digest"],
-                               "approve": answer.strip().lower() == "y", "reason": reason}
-                    result = run_async(_asker(path, request))
-                    out.print(result.get("error") or "done", markup=False, highlight=False)
-            time.sleep(1)
-    except (KeyboardInterrupt, typer.Abort):
-        raise typer.Exit(0) from None
-
-
-def _asker(path: Any, request: dict[str, Any]) -> Any:
-    from relay.approval.local import ask
-
-    async def go() -> dict[str, Any]:
-        return await ask(path, request)
-
-    return go
+    watch(console())
 
 
 @approvals_app.command("list")

@@ -110,3 +110,49 @@ def test_a_failed_channel_denies_without_an_approver() -> None:
     verdict = anyio.run(main)
     assert (verdict.approved, verdict.approver, verdict.channel) == (False, None, "remote")
     assert verdict.reason == "the approval service is unreachable"
+
+
+def test_several_approvers_are_several_people_across_channels() -> None:
+    """approvers: 2 is met by two people whichever channels they use, never by one person on two channels."""
+    async def main() -> tuple[Verdict, list[int], list[str]]:
+        broker, req = Broker(), request(approvers=2)
+        needed: list[int] = []
+        errors: list[str] = []
+        verdicts: list[Verdict] = []
+
+        async def waiter() -> None:
+            verdicts.append(await broker.wait(req, 2, None, ("local", "remote")))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.lowlevel.checkpoint()
+            needed.append(broker.still_needed(req.id))
+            assert broker.decide(req.id, req.digest, approve=True, approver="carol", reason=None, channel="local",
+                                 identity={"user": "carol"}, self_approval=True) is None
+            needed.append(broker.still_needed(req.id))
+            carol = {"subject": "c-3", "email": "carol@example.com", "name": "carol"}  # carol again, remotely
+            try:
+                broker.decide(req.id, req.digest, approve=True, approver="carol@example.com", reason=None,
+                              channel="remote", nonce=req.nonce, identity=carol)
+            except DecisionRefused as exc:
+                errors.append(str(exc))
+            broker.decide(req.id, req.digest, approve=True, approver="bob@example.com", reason="ok",
+                          channel="remote", nonce=req.nonce, identity={"subject": "b-2", "email": "bob@example.com"})
+            needed.append(broker.still_needed(req.id))
+        return verdicts[0], needed, errors
+
+    verdict, needed, errors = anyio.run(main)
+    assert needed == [2, 1, 0]
+    assert verdict.approved and verdict.approver == "bob@example.com, carol"
+    assert len(errors) == 1 and "already approved" in errors[0] and "(as carol)" in errors[0]
+
+
+def test_a_self_approval_channel_lets_the_requester_approve_once() -> None:
+    verdict, errors, _ = anyio.run(
+        decide_while_waiting, request(approvers=2),
+        {"approve": True, "approver": "alice", "reason": None, "identity": {"user": "alice"}, "self_approval": True},
+        {"approve": True, "approver": "alice@example.com", "reason": None, "identity": {"name": "alice"},
+         "self_approval": True},
+        {"approve": True, "approver": "bob", "reason": None, "identity": {"subject": "bob"}})
+    assert verdict.approved and verdict.approver == "alice, bob"
+    assert len(errors) == 1 and "already approved" in errors[0]

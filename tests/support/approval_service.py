@@ -2,13 +2,15 @@
 tests. Relay talks to it over a real socket; approvers are played by the test through `decide`, where the
 reference service (planned) will have a web page::
 
-    with ApprovalService(authenticate=introspecting(op)) as service:   # or tokens={"t0k"}, or no auth at all
+    with ApprovalService(authenticate=introspecting(op.issuer, CI_BOT, CI_BOT_SECRET)) as service:
+        # or tokens={"t0k"}, or no auth at all; introspecting(..., audience=URL): only tokens bound to URL
         service.url                                  # approvals.remote.url
         [item] = service.pending(1)                  # what relay created: the request body plus "service_id"
         service.decide(item["service_id"], approve=True, approver={"subject": "bob"}, reason="ok")
         service.decide(..., digest="0" * 64, check=False)   # misbehave: relay must refuse it
         service.answer(item["service_id"], {"state": "approved"})   # a malformed decision
         service.stop(); service.start()              # unreachable, then back on the same port
+        service.refuse_tokens_seen()                 # 401 to every token presented so far; len(service.tokens)
 
 Like a real service it refuses to let the requester approve their own request, unless `check=False`.
 """
@@ -16,6 +18,7 @@ Like a real service it refuses to let the requester approve their own request, u
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import re
@@ -29,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
+import jwt
 
 # bearer token -> who the caller is (for the service's log), or None: not accepted
 Authenticate = Callable[[str], str | None]
@@ -60,8 +64,10 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 class ApprovalService:
-    def __init__(self, *, tokens: Iterable[str] | None = None, authenticate: Authenticate | None = None) -> None:
-        """`tokens` or `authenticate`: bearer tokens to accept; neither: no authentication (loopback tests)."""
+    def __init__(self, *, tokens: Iterable[str] | None = None, authenticate: Authenticate | None = None,
+                 port: int = 0) -> None:
+        """`tokens` or `authenticate`: bearer tokens to accept; neither: no authentication (loopback tests).
+        `port`: 0 picks a free one; a fixed one lets a test know `url` (an audience) before the service starts."""
         if tokens is not None:
             accepted = set(tokens)
             authenticate = lambda token: "static token" if token in accepted else None  # noqa: E731
@@ -70,8 +76,11 @@ class ApprovalService:
         self.log: list[tuple[str, str, str | None]] = []  # (method, path, caller) of every request
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
+        self.tokens: set[str] = set()  # SHA-256 of every bearer token presented (never the token)
+        self._refused: set[str] = set()
+        self._epoch = 0  # bumped by refuse_tokens_seen: held polls answer at once
         self._server: ThreadingHTTPServer | None = None
-        self._port = 0
+        self._port = port
         self._stopping = False
         self._open: set[socket.socket] = set()  # connections being served: relay keeps them alive
 
@@ -176,6 +185,14 @@ class ApprovalService:
                     raise TimeoutError("the approval service never saw what the test waited for")
                 self._cond.wait(left)
 
+    def refuse_tokens_seen(self) -> None:
+        """From now on, answer 401 to every token presented so far, as a service that stopped trusting them does;
+        polls it holds answer "pending" at once, so that relay's next request shows the token it has now."""
+        with self._cond:
+            self._refused |= self.tokens
+            self._epoch += 1
+            self._cond.notify_all()
+
     def _settle(self, entry: Entry, decision: dict[str, Any]) -> None:
         entry.state = str(decision.get("state"))
         entry.decision = decision
@@ -206,7 +223,12 @@ class ApprovalService:
         caller = None
         if self._authenticate is not None:
             token = auth[7:] if auth.lower().startswith("bearer ") else ""
-            caller = self._authenticate(token) if token else None
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            with self._cond:
+                refused = digest in self._refused
+                if token:
+                    self.tokens.add(digest)
+            caller = self._authenticate(token) if token and not refused else None
         with self._cond:
             self.log.append((method, path, caller))
         if self._authenticate is not None and caller is None:
@@ -238,7 +260,8 @@ class ApprovalService:
                 return 405, {"error": "GET or DELETE"}, {}
             wait = min(float(parse_qs(query).get("wait", ["0"])[0]), 60.0)
             deadline = time.monotonic() + wait
-            while entry.state == "pending" and not self._stopping:
+            epoch = self._epoch
+            while entry.state == "pending" and not self._stopping and self._epoch == epoch:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -261,17 +284,54 @@ class ApprovalService:
         return 201, {"id": service_id, "state": "pending"}, {}
 
 
-def introspecting(issuer: str, client_id: str, secret: str) -> Authenticate:
+def introspecting(issuer: str, client_id: str, secret: str, *, audience: str | None = None) -> Authenticate:
     """Bearer tokens checked at the provider's RFC 7662 introspection endpoint, as a resource server would;
-    the caller is the token's `sub`, else its `client_id`."""
-    endpoint = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()["introspection_endpoint"]
+    the caller is the token's `sub`, else its `client_id`.
+
+    With `audience`, the token must also be bound to it: its `aud` is, or holds, `audience`. An identity's own
+    access token names no audience and is refused. The test provider (oidc-provider) will not introspect a token
+    bound to a resource, an RFC 9068 JWT (it answers `unsupported_token_type`: "Structured JWT Tokens cannot be
+    introspected"); such a token is checked as a resource server checks a JWT instead: signature against the
+    issuer's JWKS, `iss`, `exp`, and then `aud` as above."""
+    metadata = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
+    endpoint = metadata["introspection_endpoint"]
+    keys = jwt.PyJWKClient(metadata["jwks_uri"])
+
+    def structured(token: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(token, keys.get_signing_key_from_jwt(token).key,
+                                                algorithms=["RS256", "ES256"], issuer=issuer,
+                                                options={"verify_aud": False, "require": ["exp", "sub"]})
+        except jwt.PyJWTError:
+            return {}
+        return {**claims, "active": True}
 
     def check(token: str) -> str | None:
         resp = httpx.post(endpoint, data={"token": token}, auth=(client_id, secret), timeout=10)
         claims = resp.json() if resp.status_code == 200 else {}
+        if audience is not None and resp.status_code != 200 and _error(resp) == "unsupported_token_type":
+            claims = structured(token)
         if claims.get("active") is not True:
+            return None
+        if audience is not None and audience not in _audiences(claims):
             return None
         return str(claims.get("sub") or claims.get("client_id"))
 
     return check
+
+
+def _error(resp: httpx.Response) -> str | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else None
+
+
+def _audiences(claims: dict[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
 

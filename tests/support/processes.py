@@ -161,8 +161,8 @@ class RawClient:
                 return got
             self.other.append(got)
 
-    def initialize(self, version: str = "2025-06-18") -> Any:
-        resp = self.request("initialize", {"protocolVersion": version, "capabilities": {},
+    def initialize(self, version: str = "2025-06-18", capabilities: dict[str, Any] | None = None) -> Any:
+        resp = self.request("initialize", {"protocolVersion": version, "capabilities": capabilities or {},
                                            "clientInfo": {"name": "relay-tests", "version": "1"}})
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return resp
