@@ -29,6 +29,8 @@ SESSION_KEY_TAG = b"relay.transcript.v1.session-key\x00"
 ROTATE_TAG = b"relay.transcript.v1.rotate\x00"
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_sha256 = hashlib.sha256
+_b64encode = base64.urlsafe_b64encode
 
 
 class FormatError(ValueError):
@@ -86,10 +88,10 @@ Signer = Callable[[bytes], bytes]  # Ed25519: message -> 64-byte signature
 
 def seal_line(body: bytes, sign: Signer) -> tuple[bytes, str]:
     """Sign `body` and frame it: the line (with its LF) and the record's hash (hex) for the next `prev`."""
-    digest = hashlib.sha256(body).digest()
+    digest = _sha256(body).digest()
     sig = sign(RECORD_TAG + digest)
-    line = b"".join((PREFIX, body, SIG_OPEN, b64(sig).encode("ascii"), b'"}\n'))
-    return line, hashlib.sha256(digest + sig).hexdigest()
+    line = b"".join((PREFIX, body, SIG_OPEN, _b64encode(sig)[:SIG_CHARS], b'"}\n'))  # b64(sig), in bytes
+    return line, _sha256(digest + sig).hexdigest()
 
 
 def body_head(seq: int, prev: str, type_: str) -> str:

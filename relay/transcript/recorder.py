@@ -8,20 +8,38 @@ again. Relay's own decisions (errors it answered with, faults it saw) are record
 from __future__ import annotations
 
 import logging
+from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from relay.errors import GuardError
-from relay.jsonrpc import Message
+from relay.jsonrpc import Direction, Kind, Message
 from relay.pipeline import Context
+from relay.transcript.format import dumps
 from relay.transcript.writer import SessionWriter
 
 if TYPE_CHECKING:
     from relay.transcript.ship import Shipper
 
 log = logging.getLogger("relay.transcript")
+
+# A message record's members are written as JSON text directly, in the order docs/transcript-format.md lists
+# them: the same bytes json would make of the dict, without building and encoding one per message. Keyed by the
+# enums' values: hashing an Enum member runs Python code.
+_DIR_KIND = {d.value: {k.value: f'"dir":"{d.short}","kind":"{k.value}"' for k in Kind} for d in Direction}
+_SUCCESS = ',"outcome":"success"'
+_FAILURE = ',"outcome":"failure"'
+
+
+def _json(value: Any) -> str:
+    t = type(value)
+    if t is str:
+        return encode_basestring(value)  # what dumps does with a str
+    if t is int:
+        return str(value)
+    return dumps(value)
 
 
 class Recorder:
@@ -50,33 +68,45 @@ class Recorder:
                 raise GuardError(f"the collector has not acknowledged transcript records for {lag:.0f}s "
                                  f"(collector.required, max_lag {self._required_lag:g}s); message withheld")
         obj = msg.obj
-        fields: dict[str, Any] = {"dir": msg.direction.short, "kind": msg.kind.value}
+        members = _DIR_KIND[msg.direction._value_][msg.kind._value_]
         if isinstance(obj, dict):
             if "id" in obj:
-                fields["id"] = obj["id"]
-            method = obj.get("method") or ctx.method
+                members += ',"id":' + _json(obj["id"])
+            # The method and tool of a response are its request's (what ctx.method and ctx.tool say, read here
+            # without their property chains: this runs twice a call).
+            method = obj.get("method")
+            called = obj if method == "tools/call" else None
+            request = ctx.request
+            if request is not None:
+                called = None
+                asked = request.obj.get("method") if isinstance(request.obj, dict) else None
+                if isinstance(asked, str):
+                    method = method or asked
+                    if asked == "tools/call":
+                        called = request.obj
             if method:
-                fields["method"] = method
-            tool = ctx.tool if ctx.request is not None else (msg.params.get("name") if method == "tools/call" else None)
-            if isinstance(tool, str):
-                fields["tool"] = tool
+                members += ',"method":' + _json(method)
+            if called is not None:
+                params = called.get("params")
+                tool = params.get("name") if isinstance(params, dict) else None
+                if isinstance(tool, str):
+                    members += ',"tool":' + encode_basestring(tool)
             if "error" in obj:
-                fields["outcome"] = "failure"
+                members += _FAILURE
             elif "result" in obj:
                 result = obj["result"]
-                failed = isinstance(result, dict) and result.get("isError") is True
-                fields["outcome"] = "failure" if failed else "success"
+                members += _FAILURE if isinstance(result, dict) and result.get("isError") is True else _SUCCESS
         if ctx.notes:
-            fields["notes"] = ctx.notes
-        self._write("message", fields, (ctx.record or msg).raw)
+            members += ',"notes":' + dumps(ctx.notes)
+        self._write("message", members, (ctx.record or msg).raw)
         return msg
 
-    def _write(self, type_: str, fields: dict[str, Any], message: bytes | None = None) -> None:
+    def _write(self, type_: str, members: str, message: bytes | None = None) -> None:
         try:
             if self._unrecorded:
                 self.writer.write("error", {"event": "unrecorded", "count": self._unrecorded})
                 self._unrecorded = 0
-            self.writer.write(type_, fields, message)
+            self.writer.write_members(type_, members, message)
         except GuardError as exc:
             if not self._unsafe_continue:
                 raise
@@ -87,7 +117,7 @@ class Recorder:
         """Relay's own decisions (errors it answered with, faults it saw, grants it obtained) belong in the
         transcript too."""
         kind = event.get("event")
-        self._write(kind if kind in ("grant", "approval") else "error", event)
+        self._write(kind if kind in ("grant", "approval") else "error", dumps(event)[1:-1] if event else "")
 
     def _ack(self, seq: int, head: str) -> None:
         if self.writer.closed or self.shipper is None:

@@ -60,7 +60,8 @@ class SessionWriter:
         self.session_id = session_id
         self.options = options
         self._always = options.fsync == "always"
-        self._dirty = False
+        self._dirty = False  # written, not yet flushed
+        self._kick: anyio.Event | None = None  # wakes the group commit after an idle spell
         self.seq = 0
         self.head = ZERO_HASH
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
@@ -105,13 +106,17 @@ class SessionWriter:
 
     def write(self, type_: str, fields: dict[str, Any], message: bytes | None = None) -> str:
         """Append one record; returns its hash. Only a record that reached the file takes a number."""
+        return self.write_members(type_, dumps(fields)[1:-1] if fields else "", message)
+
+    def write_members(self, type_: str, members: str, message: bytes | None = None) -> str:
+        """`write`, the record's own members given as JSON text (`"a":1,"b":"x"`, no braces; "" for none)."""
         fd, sign = self._fd, self._sign
         if fd is None or sign is None:
             raise GuardError("the transcript is closed")
         seq = self.seq + 1
         head = body_head(seq, self.head, type_)
-        if fields:
-            head += "," + dumps(fields)[1:-1]
+        if members:
+            head = head + "," + members
         if message is None:
             body = (head + "}").encode("utf-8")
         elif b"\n" in message or b"\r" in message:
@@ -119,24 +124,24 @@ class SessionWriter:
             body = (head + ',"message_text":' + dumps(message.decode("utf-8")) + "}").encode("utf-8")
         else:
             # The message goes in as the JSON it is, byte for byte: no second encoding on the hot path.
-            body = b"".join((head.encode("utf-8"), b',"message":', message, b"}"))
+            body = b"".join(((head + ',"message":').encode("utf-8"), message, b"}"))
         line, digest = seal_line(body, sign)
         self._append(fd, line)
         self.seq, self.head = seq, digest
         if self._always:
             self.sync()
-        else:
+        elif not self._dirty:
             self._dirty = True
+            if self._kick is not None:
+                self._kick.set()
         return digest
 
     def _append(self, fd: int, line: bytes) -> None:
         written = 0
         try:
-            view = memoryview(line)
-            while view:
-                n = os.write(fd, view)
-                written += n
-                view = view[n:]
+            written = os.write(fd, line)  # one write(2) a record, unless the OS takes less
+            while written < len(line):
+                written += os.write(fd, memoryview(line)[written:])
         except OSError as exc:
             if written:
                 # Never leave a torn line for the next record to be glued onto.
@@ -154,16 +159,24 @@ class SessionWriter:
         self._dirty = False
 
     async def run_group_commit(self) -> None:
-        """For fsync "interval": flush at most `fsync_interval` after a write, until cancelled."""
+        """For fsync "interval": flush at most `fsync_interval` after a write, in a worker thread, until cancelled
+        or sealed. Sleeps while nothing is written (no wake-up every interval on an idle session)."""
         if self._always:
             return
-        while self._fd is not None:
-            await anyio.sleep(self.options.fsync_interval)
-            if self._dirty and self._fd is not None:
-                self._dirty = False
+        try:
+            while self._fd is not None:
+                kick = self._kick = anyio.Event()
+                if not self._dirty:
+                    await kick.wait()
+                await anyio.sleep(self.options.fsync_interval)
                 fd = self._fd
+                if fd is None:
+                    return
+                self._dirty = False  # before the fsync: a record written while it runs waits for the next one
                 with contextlib.suppress(OSError):  # a failing disk shows at the next write or the seal
                     await anyio.to_thread.run_sync(os.fsync, fd)
+        finally:
+            self._kick = None
 
     def seal(self, reason: str, host_key: Ed25519PrivateKey) -> None:
         """Write the seal, flush, enter it in the ledger, and forget the session key."""

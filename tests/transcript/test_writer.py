@@ -180,6 +180,59 @@ async def test_message_records_through_the_pipeline(recorder: Recorder) -> None:
     assert "tool" not in err
 
 
+def _documented_members(msg: Message, ctx: Context) -> dict[str, object]:
+    """A message record's members as docs/transcript-format.md lists them, read through Context's properties."""
+    fields: dict[str, object] = {"dir": msg.direction.short, "kind": msg.kind.value}
+    obj = msg.obj
+    if "id" in obj:
+        fields["id"] = obj["id"]
+    method = obj.get("method") or ctx.method
+    if method:
+        fields["method"] = method
+    tool = ctx.tool if ctx.request is not None else (msg.params.get("name") if method == "tools/call" else None)
+    if isinstance(tool, str):
+        fields["tool"] = tool
+    if "error" in obj:
+        fields["outcome"] = "failure"
+    elif "result" in obj:
+        result = obj["result"]
+        fields["outcome"] = "failure" if isinstance(result, dict) and result.get("isError") is True else "success"
+    if ctx.notes:
+        fields["notes"] = ctx.notes
+    return fields
+
+
+@pytest.mark.parametrize(("raw", "direction", "request_raw"), [
+    ('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund \\"é\\u0001"}}', C2S, None),
+    ('{"jsonrpc":"2.0","id":"a\\"b\\u00e9","method":"tools/list"}', C2S, None),
+    ('{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":["name"]}', C2S, None),
+    ('{"jsonrpc":"2.0","id":null,"method":5}', C2S, None),
+    ('{"jsonrpc":"2.0","method":"","params":{"name":"x"}}', S2C, None),
+    ('{"jsonrpc":"2.0","id":7,"result":{"isError":true}}', S2C, '{"jsonrpc":"2.0","id":7,"method":"tools/call",'
+     '"params":{"name":"t"}}'),
+    ('{"jsonrpc":"2.0","id":7,"result":{"isError":1}}', S2C, '{"jsonrpc":"2.0","id":7,"method":"tools/call",'
+     '"params":{"name":3}}'),
+    ('{"jsonrpc":"2.0","id":7,"result":[]}', S2C, '{"jsonrpc":"2.0","id":7,"method":"resources/read"}'),
+    ('{"jsonrpc":"2.0","id":7,"method":"tools/call","result":{}}', S2C, '{"jsonrpc":"2.0","id":7,"method":7}'),
+    ('{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"}}', S2C, '{"jsonrpc":"2.0","id":7,"method":"tools/call",'
+     '"params":{"name":"t"}}'),
+    ('{"jsonrpc":"2.0","id":7,"result":{}}', S2C, None),
+])
+async def test_message_members_are_the_documented_fields_as_json(raw: str, direction: Direction,
+                                                                  request_raw: str | None, recorder: Recorder) -> None:
+    # The recorder writes the members as JSON text itself; they must be the bytes json makes of the fields.
+    from relay.transcript.format import dumps
+    from tests.support.transcripts import bodies
+
+    request = m(request_raw, direction.reverse) if request_raw is not None else None
+    ctx = Context(direction, request=request, notes=[{"guard": "masking", "actions": []}] if request else [])
+    msg = m(raw, direction)
+    await recorder.intercept(msg, ctx)
+    body = bodies(recorder.writer.path)[-1]
+    expected = '"type":"message",' + dumps(_documented_members(msg, ctx))[1:-1] + ',"message":' + raw + "}"
+    assert body.endswith(expected), (body, expected)
+
+
 async def test_the_transcript_holds_exact_bytes(recorder: Recorder) -> None:
     raw = '{ "jsonrpc" : "2.0", "method":"n",\n  "params":{"b":1.10,"a":"\\ud83d\\ude00"} }'
     await Pipeline([recorder]).process(m(raw))
@@ -352,6 +405,33 @@ async def test_group_commit_flushes_within_the_interval(tmp_path: Path, monkeypa
         writer.write("message", {"dir": "c2s", "kind": "notification"}, b'{"jsonrpc":"2.0","method":"n"}')
         with anyio.fail_after(5):
             await flushed.wait()
+        tg.cancel_scope.cancel()
+    writer.seal("client_closed", key)
+
+
+async def test_group_commit_sleeps_while_nothing_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import anyio
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from relay.transcript.writer import SessionWriter, WriterOptions
+    from tests.support.transcripts import SERVER
+
+    key = Ed25519PrivateKey.generate()
+    writer = SessionWriter(tmp_path, "s", SERVER, key, WriterOptions(fsync="interval", fsync_interval=0.01))
+    flushes: list[int] = []
+    monkeypatch.setattr(os, "fsync", flushes.append)  # runs in a worker thread; list.append is atomic
+    note = b'{"jsonrpc":"2.0","method":"n"}'
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run_group_commit)
+        await anyio.sleep(0.1)  # ten intervals, nothing written: nothing to flush, and no flush
+        assert flushes == []
+        writer.write("message", {"dir": "c2s", "kind": "notification"}, note)
+        writer.write("message", {"dir": "c2s", "kind": "notification"}, note)
+        await anyio.sleep(0.15)
+        assert len(flushes) == 1  # two records, one group commit, then asleep again
+        writer.write("message", {"dir": "c2s", "kind": "notification"}, note)
+        await anyio.sleep(0.15)
+        assert len(flushes) == 2  # woken again by the write after the idle spell
         tg.cancel_scope.cancel()
     writer.seal("client_closed", key)
 
