@@ -157,3 +157,25 @@ def test_what_the_agent_chose_is_shown_escaped() -> None:
     text = describe(req)
     assert "\x1b" not in text and "\u202e" not in text and "\x9b" not in text
     assert "refund\\x1b[2J\\u202e" in text and text.startswith("\nrelay: approval r-1")
+
+
+def test_relay_call_run_by_hand_asks_on_its_terminal(tmp_path: Path, term: Terminal) -> None:
+    """`relay call` in a script started from a terminal: stdout carries the result, the terminal the question."""
+    import json
+    import subprocess
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(POLICY)
+    argv = [sys.executable, "-c", WITH_TERMINAL, term.name, *RELAY, "--config", str(cfg), "call",
+            "refund_payment", "--json", json.dumps(REFUND), "--", *DEMO]
+    proc = subprocess.Popen(argv, env=relay_env(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        term.wait_for("Approve?")
+        term.type("y")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert not result.get("isError") and PAN not in out.decode()
