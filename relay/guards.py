@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -48,21 +49,22 @@ def build_chain(options: ChainOptions) -> Pipeline:
         guards.append(_masking_guard(options.masking))
     else:
         log.warning("masking is OFF (masking.unsafe_disable): card data passes to the agent and the transcript")
+    def report(event: dict[str, Any]) -> None:
+        pipeline.report(event)  # the pipeline exists by the time a guard or channel has anything to report
+
     # After masking, so that approvers see masked arguments; before the recorder, so that what it records is
-    # what was decided.
-    approval = _approval_guard(options)
+    # what was decided (and the grants relay obtained to ask).
+    approval = _approval_guard(options, report)
     if approval is not None:
         guards.append(approval)
     # The recorder runs last so that it writes exactly what is forwarded (masked), before it is forwarded.
     if options.transcript_dir is not None:
         guards.append(_recorder(options, options.transcript_dir))
     pipeline = Pipeline(guards)
-    if approval is not None:
-        approval.report = pipeline.report  # decisions go to the transcript
     return pipeline
 
 
-def _approval_guard(options: ChainOptions) -> ApprovalGuard | None:
+def _approval_guard(options: ChainOptions, report: Callable[[dict[str, Any]], None]) -> ApprovalGuard | None:
     config = options.approvals
     if not config.rules and config.default == "allow":
         return None  # nothing to judge: not a line on the hot path
@@ -82,9 +84,10 @@ def _approval_guard(options: ChainOptions) -> ApprovalGuard | None:
     if config.remote is not None:
         from relay.approval.remote import RemoteChannel
 
-        channels["remote"] = RemoteChannel(config.remote, options.approval_identity, options.approval_login)
+        channels["remote"] = RemoteChannel(config.remote, options.approval_identity, options.approval_login,
+                                           on_grant=report)
     return ApprovalGuard(Policy(config), server=options.server.name, session_id=options.session_id,
-                         identity=options.identity, channels=channels)
+                         identity=options.identity, channels=channels, report=report)
 
 
 def _recorder(options: ChainOptions, directory: Path) -> Interceptor:

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,12 +60,14 @@ class RemoteChannel:
     name = "remote"
 
     def __init__(self, config: RemoteApprovalConfig, identity: IdentityConfig | None = None,
-                 login: Login | None = None) -> None:
-        """`login`: the session's own login when it is the same identity (one refresh token, one user of it)."""
+                 login: Login | None = None, on_grant: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """`login`: the session's own login when it is the same identity (one refresh token, one user of it).
+        `on_grant`: told each grant obtained for the service (its metadata, never the token), for the transcript."""
         self.url = config.url
         self._identity = identity
         self._login = login
         self._grant = config.grant  # None: the identity's own token
+        self._on_grant = on_grant
         self._http: httpx.AsyncClient | None = None
 
     async def aclose(self) -> None:
@@ -165,7 +167,7 @@ class RemoteChannel:
         failed: Exception | None = None
         async with anyio.create_task_group() as tg:
             try:
-                yield Grant(login, self.url, self._grant, tg)
+                yield Grant(login, self.url, self._grant, tg, on_grant=self._on_grant)
             except Exception as exc:
                 failed = exc  # raised below as itself: a task group would wrap it, and the guard reads its message
             finally:

@@ -162,3 +162,7 @@ def test_with_a_grant_the_service_gets_a_token_bound_to_it(tmp_path: Path, op: O
     assert len(refused) == 1 and service.log[refused[0] + 1][2] == "alice"  # one 401, then the new grant
     assert stored_refresh_token(tmp_path) not in c.stderr
     assert [r["decision"] for r in approvals(tmp_path)] == ["requested", "approved"]
+    # Both grants relay obtained for the service are in the transcript, as a server's are: metadata, no token.
+    grants = [r for r in transcript(tmp_path) if r["type"] == "grant" and r.get("resource") == url]
+    assert len(grants) == 2 and all(g["subject"] == "alice" and g["expires_in"] <= 60 for g in grants)
+    assert all("token" not in g for g in grants)
