@@ -4,9 +4,6 @@ client) with a real pseudo-terminal as its controlling terminal; the person answ
 from __future__ import annotations
 
 import getpass
-import os
-import pty
-import select
 import sys
 import time
 from pathlib import Path
@@ -17,6 +14,7 @@ import pytest
 from relay.approval.tty import parse
 from tests.support.approvals import DEMO, PAN, REFUND, answer, call, transcript
 from tests.support.processes import RELAY, RawClient, relay_env
+from tests.support.terminal import PseudoTerminal
 
 POLICY = """\
 approvals:
@@ -32,29 +30,9 @@ WITH_TERMINAL = ("import os, sys; os.setsid(); os.close(os.open(sys.argv[1], os.
                  "os.execv(sys.argv[2], sys.argv[2:])")
 
 
-class Terminal:
-    def __init__(self) -> None:
-        # The test keeps the slave open too: with no process holding it, reads on the master fail (EIO).
-        self.master, self.slave = pty.openpty()
-        self.name = os.ttyname(self.slave)
-        self.screen = ""
-
-    def wait_for(self, text: str, timeout: float = 20) -> str:
-        deadline = time.monotonic() + timeout
-        while text not in self.screen:
-            left = deadline - time.monotonic()
-            assert left > 0, f"the terminal never showed {text!r}; it shows:\n{self.screen}"
-            ready, _, _ = select.select([self.master], [], [], left)
-            if ready:
-                self.screen += os.read(self.master, 4096).decode("utf-8", "replace")
-        return self.screen
-
+class Terminal(PseudoTerminal):
     def type(self, line: str) -> None:
-        os.write(self.master, line.encode() + b"\n")
-
-    def close(self) -> None:
-        os.close(self.master)
-        os.close(self.slave)
+        self.write(line + "\n")
 
 
 def start(tmp_path: Path, term: Terminal) -> RawClient:
@@ -76,11 +54,12 @@ def term() -> Any:
 def test_the_person_at_the_terminal_approves(tmp_path: Path, term: Terminal) -> None:
     with start(tmp_path, term) as c:
         call(c, 5, "refund_payment", REFUND)
-        screen = term.wait_for("Approve?")
+        screen = term.wait_for("Approve?", timeout=20)
         assert "refund_payment" in screen
         assert PAN not in screen and "ord_1001" in screen  # masked arguments
+        mark = len(term.text())
         term.type("maybe")  # not an answer: asked again
-        term.wait_for("Approve?", timeout=5)
+        term.wait_for("Approve?", timeout=5, since=mark)
         term.type("y ticket 7")
         result = answer(c, 5)
         assert not result["result"].get("isError"), result
@@ -96,13 +75,12 @@ def test_the_person_at_the_terminal_denies_and_calls_are_asked_in_turn(tmp_path:
         call(c, 5, "refund_payment", REFUND)
         call(c, 6, "refund_payment", {**REFUND, "amount": 9})
         term.wait_for("Approve?")
-        assert term.screen.count("Approve?") == 1  # one question at a time
+        assert term.text().count("Approve?") == 1  # one question at a time
+        mark = len(term.text())
         term.type("n not today")
         first = answer(c, 5)
         assert first["result"]["isError"] and first["result"]["content"][0]["text"].endswith("not today")
-        term.screen = ""
-        term.wait_for("Approve?")
-        assert '"amount": 9' in term.screen
+        assert '"amount": 9' in term.wait_for("Approve?", since=mark)
         term.type("y")
         assert not answer(c, 6)["result"].get("isError")
         assert c.close() == 0

@@ -7,13 +7,9 @@ import fcntl
 import getpass
 import io
 import json
-import os
 import re
-import struct
 import subprocess
 import termios
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +34,7 @@ from relay.cli.approvals_view import (
 )
 from tests.support.approvals import DEMO, PAN, REFUND, answer, call, pending
 from tests.support.processes import RELAY, RawClient, relay_env
+from tests.support.terminal import PseudoTerminal
 
 NOW = 1_800_000_000.0
 SOCKET = Path("/run/relay-test/approvals/s.sock")  # never opened: the unit tests only carry it along
@@ -234,9 +231,6 @@ approvals:
       action: require_approval
       channels: [local]
 """
-ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-B]|[=>78])")
-
-
 def start(tmp_path: Path) -> RawClient:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(POLICY)
@@ -254,54 +248,39 @@ class Terminal:
     """`relay approvals` on a pseudo-terminal of 40x120: keys in, the screen's text (without escapes) out."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.master, self.slave = os.openpty()
-        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        self.pty = PseudoTerminal(40, 120)
         env = relay_env(tmp_path, TERM="xterm")
         for name in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
             env.pop(name, None)
-        self.proc = subprocess.Popen([*RELAY, "approvals"], stdin=self.slave, stdout=self.slave, stderr=self.slave,
+        slave = self.pty.slave
+        self.proc = subprocess.Popen([*RELAY, "approvals"], stdin=slave, stdout=slave, stderr=slave,
                                      env=env, start_new_session=True, preexec_fn=_controlling_terminal)
-        self.output = bytearray()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:  # EIO: every end of the slave is closed
-                return
-            if not data:
-                return
-            self.output += data
 
     def text(self) -> str:
-        return ANSI.sub("", bytes(self.output).decode("utf-8", "replace"))
+        return self.pty.text()
 
     def wait_for(self, needle: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while needle not in self.text():
-            assert self.proc.poll() is None, f"relay approvals exited {self.proc.returncode}:\n{self.text()}"
-            assert time.monotonic() < deadline, f"{needle!r} never appeared on the screen:\n{self.text()[-3000:]}"
-            time.sleep(0.05)
+        def exited() -> str | None:
+            code = self.proc.poll()
+            return None if code is None else f"relay approvals exited {code}"
+
+        self.pty.wait_for(needle, timeout, alive=exited)
 
     def press(self, keys: str) -> None:
-        os.write(self.master, keys.encode())
+        self.pty.write(keys)
 
     def wait(self, timeout: float = 20) -> int:
         return self.proc.wait(timeout)
 
     def modes(self) -> int:
         """The terminal's local modes as relay approvals left them."""
-        return termios.tcgetattr(self.slave)[3]
+        return self.pty.modes()
 
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        os.close(self.slave)
-        self._reader.join(5)
-        os.close(self.master)
+        self.pty.close()
 
 
 @pytest.fixture
